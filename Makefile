@@ -1,0 +1,40 @@
+# Every target works from a fresh clone: the venv is created and the package installed on demand.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EI_DATA_DIR ?= ./data
+DEV_HOME := $(abspath $(EI_DATA_DIR))/dagster_home
+SIM_PORT ?= 8377
+
+.PHONY: install test lint demo dev bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check ei_assets tests bench
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	EI_DATA_DIR=$(EI_DATA_DIR) $(BIN)/ei-assets demo
+
+# The Dagster UI on 127.0.0.1:3000. Without EI_API_KEY it runs against the bundled simulator.
+dev: $(STAMP)
+	mkdir -p $(DEV_HOME)
+	cp dagster_home/dagster.yaml $(DEV_HOME)/dagster.yaml
+	DAGSTER_HOME=$(DEV_HOME) EI_DATA_DIR=$(abspath $(EI_DATA_DIR)) SIM_PORT=$(SIM_PORT) \
+		$(BIN)/python -m ei_assets.dev
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
