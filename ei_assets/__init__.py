@@ -1,0 +1,1 @@
+"""ei_assets: the history of Edge Impulse models as Dagster assets, Parquet and DuckDB."""

@@ -1,0 +1,138 @@
+"""The `ei-assets` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from ei_assets.simulator import FAULT_KINDS, FaultPlan, Simulator, WorldConfig
+
+EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
+
+
+def _fault_rate(text: str) -> tuple[str, float]:
+    kind, sep, rate = text.partition("=")
+    if not sep or kind not in FAULT_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"expected KIND=RATE with KIND one of {', '.join(FAULT_KINDS)}, got {text!r}"
+        )
+    try:
+        value = float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate must be a number in 0..1, got {rate!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"rate must be in 0..1, got {value}")
+    return kind, value
+
+
+def add_world_options(parser: argparse.ArgumentParser) -> None:
+    defaults = WorldConfig()
+    world = parser.add_argument_group("simulated world")
+    world.add_argument("--seed", type=int, default=defaults.seed,
+                       help="seed of the world: same seed, same keys, ids and metrics "
+                            "(default %(default)s)")
+    world.add_argument("--projects", type=int, default=defaults.projects,
+                       help="number of projects, one API key each (default %(default)s)")
+    world.add_argument("--blocks-per-project", type=int, default=None,
+                       help="learn blocks per project, cycling through every block type "
+                            "(default: the hand-made layout of 2-3 blocks in 2 impulses)")
+    world.add_argument("--predictions", type=int, default=defaults.predictions,
+                       help="validation windows per model type (default %(default)s)")
+    world.add_argument("--grid", type=int, default=defaults.grid,
+                       help="visual anomaly score grid size n, for n x n grids (default %(default)s)")
+    world.add_argument("--targets", type=int, default=defaults.targets,
+                       help="profiled targets per model type, 1-8 (default %(default)s)")
+    world.add_argument("--profiling-seconds", type=float, default=defaults.profiling_seconds,
+                       help="how long profiling stays pending after a retrain (default %(default)s)")
+    world.add_argument("--retrain-every", type=float, default=None, metavar="SECONDS",
+                       help="retrain one block every SECONDS, round robin (default: never)")
+
+
+def world_config(args: argparse.Namespace) -> WorldConfig:
+    return WorldConfig(
+        seed=args.seed, projects=args.projects, blocks_per_project=args.blocks_per_project,
+        predictions=args.predictions, grid=args.grid, targets=args.targets,
+        profiling_seconds=args.profiling_seconds,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ei-assets",
+        description="Keep the history of Edge Impulse models: every retrain, model type and target, "
+                    "in Parquet and DuckDB, scheduled and shown in Dagster.",
+        epilog="Configuration comes from the environment: EI_API_KEY (comma-separated project keys), "
+               "EI_API_URL, EI_DATA_DIR (default ./data), EI_MAX_CONCURRENCY (default 8).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    simulate = commands.add_parser(
+        "simulate", help="run the bundled Edge Impulse Studio simulator",
+        description="Serve the Studio API paths on loopback with realistic, seeded data. "
+                    "Prints the URL and the demo API keys, then serves until interrupted. "
+                    "Control endpoints under /_sim/ retrain blocks and inject faults at run time.",
+    )
+    simulate.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    simulate.add_argument("--port", type=int, default=8377,
+                          help="port, 0 for any free one (default %(default)s)")
+    add_world_options(simulate)
+    faults = simulate.add_argument_group("faults")
+    faults.add_argument("--fault", type=_fault_rate, action="append", default=[], metavar="KIND=RATE",
+                        help=f"answer this share of API requests with a fault; KIND is one of "
+                             f"{', '.join(FAULT_KINDS)}; repeatable")
+    faults.add_argument("--retry-after", default="1",
+                        help="Retry-After header sent with 429s: seconds or an HTTP date "
+                             "(default %(default)s)")
+    faults.add_argument("--slow-seconds", type=float, default=5.0,
+                        help="delay of a 'slow' response (default %(default)s)")
+    faults.add_argument("--latency", type=float, default=0.0,
+                        help="seconds added to every API response (default %(default)s)")
+    simulate.set_defaults(handler=cmd_simulate)
+    return parser
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    plan = FaultPlan(seed=args.seed, rates=dict(args.fault), retry_after=args.retry_after,
+                     slow_seconds=args.slow_seconds, latency_seconds=args.latency)
+    sim = Simulator(world_config(args), plan, host=args.host, port=args.port,
+                    retrain_every=args.retrain_every)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with sim:
+        print(f"Edge Impulse Studio simulator on {sim.url}")
+        print(f"  export EI_API_URL={sim.url}")
+        print(f"  export EI_API_KEY={','.join(sim.api_keys)}")
+        for project in sim.world.projects.values():
+            blocks = ", ".join(
+                f"{b.learn_id}:{b.block_type}" for i in project.impulses for b in i.blocks
+            )
+            print(f"  project {project.id} {project.name!r}: {blocks}")
+        control = sim.url.removesuffix("/v1") + "/_sim"
+        first = next(iter(sim.world.projects))
+        print(f"Retrain: curl -X POST {control}/retrain -d '{{\"projectId\": {first}}}'")
+        print("Press Ctrl-C to stop.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    print("simulator stopped")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The configuration contract: EI_API_KEY, EI_API_URL, EI_DATA_DIR, EI_MAX_CONCURRENCY.
+
+Everything is validated before the first request; a bad value raises ConfigError with one line
+naming the variable. API keys are wrapped in ApiKey so that no repr, log line or exception can
+show them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+DEFAULT_API_URL = "https://studio.edgeimpulse.com/v1"
+DEFAULT_DATA_DIR = "./data"
+DEFAULT_MAX_CONCURRENCY = 8
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the variable and what to do."""
+
+
+class ApiKey:
+    """An Edge Impulse API key that never shows itself: repr and str give a position label."""
+
+    __slots__ = ("_value", "label")
+
+    def __init__(self, value: str, label: str) -> None:
+        self._value = value
+        self.label = label
+
+    def reveal(self) -> str:
+        """The key itself, for the x-api-key header and nothing else."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"<api key {self.label}>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_api_keys(raw: str | None) -> tuple[ApiKey, ...]:
+    keys = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    if not keys:
+        raise ConfigError(
+            "EI_API_KEY: no API key given; set it to one or more project API keys, "
+            "comma-separated (Studio > Dashboard > Keys), or run `ei-assets demo` for the simulator"
+        )
+    for index, key in enumerate(keys, start=1):
+        if any(ch.isspace() for ch in key) or not key.isprintable():
+            raise ConfigError(f"EI_API_KEY: key #{index} contains whitespace or control characters")
+    return tuple(ApiKey(key, f"#{i}") for i, key in enumerate(dict.fromkeys(keys), start=1))
+
+
+def parse_api_url(raw: str | None) -> str:
+    url = (raw or DEFAULT_API_URL).strip().rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ConfigError(
+            f"EI_API_URL: unknown URL scheme {parsed.scheme!r} in {url!r}; use http:// or https://"
+        )
+    if not parsed.netloc:
+        raise ConfigError(f"EI_API_URL: {url!r} has no host; expected e.g. {DEFAULT_API_URL}")
+    return url
+
+
+def parse_max_concurrency(raw: str | None) -> int:
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_CONCURRENCY
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"EI_MAX_CONCURRENCY: {raw!r} is not a whole number") from None
+    if not 1 <= value <= 256:
+        raise ConfigError(f"EI_MAX_CONCURRENCY: {value} is out of range; use 1 to 256")
+    return value
+
+
+def resolve_data_dir(raw: str | None) -> tuple[pafs.FileSystem, str]:
+    """The data dir as a pyarrow filesystem and a base path on it, checked to be writable."""
+    location = (raw or DEFAULT_DATA_DIR).strip()
+    try:
+        if "://" in location:
+            filesystem, base = pafs.FileSystem.from_uri(location)
+        else:
+            filesystem, base = pafs.LocalFileSystem(), os.path.abspath(location)
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for unknown schemes
+        raise ConfigError(f"EI_DATA_DIR: cannot open {location!r}: {exc}") from None
+    probe = f"{base}/.write-probe-{uuid.uuid4().hex}"
+    try:
+        filesystem.create_dir(base, recursive=True)
+        with filesystem.open_output_stream(probe) as stream:
+            stream.write(b"ok")
+        filesystem.delete_file(probe)
+    except Exception as exc:
+        raise ConfigError(f"EI_DATA_DIR: {location!r} is not writable ({exc})") from None
+    return filesystem, base.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_keys: tuple[ApiKey, ...]
+    api_url: str
+    data_dir: str
+    max_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = (env.get("EI_DATA_DIR") or DEFAULT_DATA_DIR).strip()
+        resolve_data_dir(data_dir)
+        return cls(
+            api_keys=parse_api_keys(env.get("EI_API_KEY")),
+            api_url=parse_api_url(env.get("EI_API_URL")),
+            data_dir=data_dir,
+            max_concurrency=parse_max_concurrency(env.get("EI_MAX_CONCURRENCY")),
+        )

@@ -1,0 +1,272 @@
+"""The simulator's world: projects, impulses, learn blocks and their training state.
+
+Everything is derived from the seed, so the same seed always gives the same keys, ids and
+(until the first retrain) the same metadata. A retrain bumps a block's version, stamps `created`
+with the current time and leaves profiling pending for `profiling_seconds`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Target:
+    mcu: str
+    name: str
+    speed: float  # latency multiplier against a Cortex-M4F at 80 MHz
+    profiling_error: str | None = None
+    custom_metrics: tuple[tuple[str, str], ...] = ()
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("cortex-m4f-80mhz", "Cortex-M4F 80MHz", 1.0),
+    Target("cortex-m7-216mhz", "Cortex-M7 216MHz", 0.28),
+    Target(
+        "espressif-esp32",
+        "Espressif ESP-EYE (ESP32 240MHz)",
+        0.55,
+        custom_metrics=(("Energy per inference", "mJ"),),
+    ),
+    Target(
+        "synaptics-ka10000",
+        "Synaptics KA10000",
+        0.4,
+        profiling_error="Profiling failed: model uses operators not supported on this target",
+    ),
+    Target("nordic-nrf5340dk", "Nordic nRF5340 DK (Cortex-M33 128MHz)", 0.7),
+    Target("raspberry-pi-rp2040", "Raspberry Pi RP2040 (Cortex-M0+ 133MHz)", 3.5),
+    Target("sony-spresense", "Sony Spresense (Cortex-M4F 156MHz)", 0.6),
+    Target("ti-am62x", "TI AM62x (Cortex-A53 1.4GHz)", 0.05),
+)
+
+BLOCK_TYPES = ("keras", "anomaly", "anomaly-gmm", "keras-visual-anomaly", "keras-object-detection")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    learn_id: int
+    block_type: str
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    model_types: tuple[str, ...]
+    # resource scale of the float32 model on a Cortex-M4F: latency ms, RAM bytes, ROM bytes
+    latency_ms: float
+    ram_bytes: int
+    rom_bytes: int
+
+
+@dataclass(frozen=True)
+class ImpulseSpec:
+    id: int
+    name: str
+    input_type: str
+    blocks: tuple[BlockSpec, ...]
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    id: int
+    name: str
+    api_key: str
+    labeling_method: str
+    impulses: tuple[ImpulseSpec, ...]
+    has_eon_ram_optimized: bool
+    default_target: str
+
+
+@dataclass
+class BlockState:
+    version: int
+    created: datetime
+    profiling_until: float | None = None  # monotonic time; None = profiling done
+
+    def profiling_pending(self, now: float) -> bool:
+        return self.profiling_until is not None and now < self.profiling_until
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    seed: int = 42
+    projects: int = 3
+    blocks_per_project: int | None = None  # None: the hand-made default layout
+    predictions: int = 60  # validation windows per model type
+    grid: int = 8  # visual anomaly grid size (n x n)
+    targets: int = 4
+    profiling_seconds: float = 2.0
+
+
+def _block(learn_id: int, block_type: str, variant: int = 0, akida: bool = False) -> BlockSpec:
+    if block_type == "keras":
+        classes = (("idle", "snake", "updown", "wave"), ("helloworld", "noise", "unknown"))[
+            variant % 2
+        ]
+        return BlockSpec(
+            learn_id,
+            "keras",
+            "Classifier" if variant % 2 == 0 else "Keyword classifier",
+            "Classification",
+            classes,
+            ("float32", "int8", "akida") if akida else ("float32", "int8"),
+            latency_ms=2.0 + 40.0 * (variant % 2),
+            ram_bytes=6_000 + 24_000 * (variant % 2),
+            rom_bytes=36_000 + 40_000 * (variant % 2),
+        )
+    if block_type == "anomaly":
+        return BlockSpec(
+            learn_id, "anomaly", "Anomaly detection (K-means)", "Anomaly detection (K-means)",
+            ("idle", "snake", "updown", "wave"), ("float32",), 0.3, 1_800, 6_500,
+        )
+    if block_type == "anomaly-gmm":
+        return BlockSpec(
+            learn_id, "anomaly-gmm", "Anomaly detection (GMM)", "Anomaly detection (GMM)",
+            ("idle", "snake", "updown", "wave"), ("float32",), 0.5, 2_400, 9_000,
+        )
+    if block_type == "keras-visual-anomaly":
+        return BlockSpec(
+            learn_id, "keras-visual-anomaly", "Visual anomaly detection (GMM)",
+            "Visual Anomaly Detection - FOMO-AD", ("anomaly", "no anomaly"),
+            ("float32", "int8"), 980.0, 310_000, 520_000,
+        )
+    if block_type == "keras-object-detection":
+        return BlockSpec(
+            learn_id, "keras-object-detection", "Object detection", "Object detection (FOMO)",
+            ("bolt", "nut", "washer"), ("float32", "int8"), 640.0, 240_000, 82_000,
+        )
+    raise ValueError(f"unknown block type {block_type!r}")
+
+
+def _api_key(seed: int, project_id: int) -> str:
+    return "ei_" + hashlib.sha256(f"ei-assets-sim/{seed}/{project_id}".encode()).hexdigest()
+
+
+def _default_layout(index: int) -> tuple[str, str, tuple[ImpulseSpec, ...], bool, str]:
+    """Three hand-made projects (cycled when more are asked for)."""
+    kind = index % 3
+    if kind == 0:
+        return (
+            "Motor vibration monitoring",
+            "time-series",
+            (
+                ImpulseSpec(1, "Vibration classifier", "time-series",
+                            (_block(3, "keras"), _block(4, "anomaly"))),
+                ImpulseSpec(5, "Vibration anomaly (GMM)", "time-series", (_block(7, "anomaly-gmm"),)),
+            ),
+            True,
+            "cortex-m4f-80mhz",
+        )
+    if kind == 1:
+        return (
+            "Keyword spotting",
+            "time-series",
+            (
+                ImpulseSpec(1, "KWS MFCC", "time-series", (_block(3, "keras", 1, akida=True),)),
+                ImpulseSpec(4, "KWS MFE small", "time-series", (_block(6, "keras", 1),)),
+            ),
+            False,
+            "cortex-m4f-80mhz",
+        )
+    return (
+        "Factory line vision",
+        "image",
+        (
+            ImpulseSpec(1, "Defect detection", "image", (_block(3, "keras-visual-anomaly"),)),
+            ImpulseSpec(4, "Part counting", "image", (_block(6, "keras-object-detection"),)),
+        ),
+        True,
+        "cortex-m7-216mhz",
+    )
+
+
+def _scaled_layout(index: int, blocks: int) -> tuple[str, str, tuple[ImpulseSpec, ...], bool, str]:
+    """`blocks` learn blocks cycling through every block type, split over two impulses."""
+    specs = [_block(10 + i, BLOCK_TYPES[(i + index) % len(BLOCK_TYPES)], i) for i in range(blocks)]
+    half = (len(specs) + 1) // 2
+    impulses = (ImpulseSpec(1, "Impulse A", "time-series", tuple(specs[:half])),)
+    if specs[half:]:
+        impulses += (ImpulseSpec(2, "Impulse B", "time-series", tuple(specs[half:])),)
+    return (f"Scale project {index + 1}", "time-series", impulses, index % 2 == 0, "cortex-m4f-80mhz")
+
+
+@dataclass
+class World:
+    config: WorldConfig = field(default_factory=WorldConfig)
+    projects: dict[int, ProjectSpec] = field(init=False)
+    states: dict[tuple[int, int], BlockState] = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.config.targets <= len(TARGETS):
+            raise ValueError(f"targets must be 1..{len(TARGETS)}, got {self.config.targets}")
+        self.projects = {}
+        self.states = {}
+        rng = random.Random(self.config.seed)
+        base = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+        for index in range(self.config.projects):
+            project_id = 100_001 + index
+            if self.config.blocks_per_project is None:
+                name, input_type, impulses, eon_ro, default_target = _default_layout(index)
+            else:
+                name, input_type, impulses, eon_ro, default_target = _scaled_layout(
+                    index, self.config.blocks_per_project
+                )
+            if index >= 3:
+                name = f"{name} #{index + 1}"
+            self.projects[project_id] = ProjectSpec(
+                id=project_id,
+                name=name,
+                api_key=_api_key(self.config.seed, project_id),
+                labeling_method="object_detection" if input_type == "image" else "single_label",
+                impulses=impulses,
+                has_eon_ram_optimized=eon_ro,
+                default_target=default_target,
+            )
+            for impulse in impulses:
+                for block in impulse.blocks:
+                    created = base + timedelta(minutes=rng.randrange(0, 60 * 24 * 30))
+                    self.states[(project_id, block.learn_id)] = BlockState(1, created)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return TARGETS[: self.config.targets]
+
+    def project_for_key(self, api_key: str) -> ProjectSpec | None:
+        return next((p for p in self.projects.values() if p.api_key == api_key), None)
+
+    def find_block(self, project_id: int, learn_id: int) -> tuple[ImpulseSpec, BlockSpec] | None:
+        project = self.projects.get(project_id)
+        for impulse in project.impulses if project else ():
+            for block in impulse.blocks:
+                if block.learn_id == learn_id:
+                    return impulse, block
+        return None
+
+    def blocks(self) -> list[tuple[ProjectSpec, BlockSpec]]:
+        return [
+            (project, block)
+            for project in self.projects.values()
+            for impulse in project.impulses
+            for block in impulse.blocks
+        ]
+
+    def state(self, project_id: int, learn_id: int) -> BlockState:
+        with self._lock:
+            state = self.states[(project_id, learn_id)]
+            return BlockState(state.version, state.created, state.profiling_until)
+
+    def retrain(self, project_id: int, learn_id: int) -> BlockState:
+        """Train the block again: new metrics, new `created`, profiling pending for a while."""
+        with self._lock:
+            state = self.states[(project_id, learn_id)]
+            state.version += 1
+            state.created = max(
+                datetime.now(UTC).replace(microsecond=0), state.created + timedelta(seconds=1)
+            )
+            state.profiling_until = time.monotonic() + self.config.profiling_seconds
+            return BlockState(state.version, state.created, state.profiling_until)

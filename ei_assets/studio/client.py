@@ -1,0 +1,367 @@
+"""A small, synchronous, thread-safe client for the Edge Impulse Studio API, on httpx.
+
+One client serves a whole run: it bounds the requests in flight over all projects with one
+semaphore, gives each request a timeout, and stops retrying when the run's deadline is reached.
+Callers fan out with threads (see ei_assets.ingest); the client itself never spawns any.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from ei_assets.settings import ApiKey
+from ei_assets.studio.blocks import Endpoint, LearnBlock, Project, metadata_endpoints
+from ei_assets.studio.errors import (
+    ApiError,
+    AuthError,
+    DeadlineExceededError,
+    InvalidResponseError,
+    NotFoundError,
+    RetriesExhaustedError,
+    StudioError,
+    describe_location,
+)
+from ei_assets.studio.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ei-assets/0.1 (+https://github.com/ei-assets)"
+
+
+@dataclass(frozen=True)
+class StudioResponse:
+    """A successful response: the exact body bytes as received, plus how it was obtained."""
+
+    endpoint: str
+    path: str
+    status: int
+    body: bytes
+    attempts: int
+    duration_ms: float
+    fetched_at: datetime
+
+    def json(self) -> Any:
+        """The whole document as Python objects (fine for small documents; see ei_assets.flatten)."""
+        return msgspec.json.decode(self.body)
+
+
+class _Envelope(msgspec.Struct):
+    success: bool | None = None
+    error: str | None = None
+
+
+class _ProjectDoc(msgspec.Struct):
+    id: int
+    name: str
+
+
+class _ProjectsDoc(msgspec.Struct):
+    projects: list[_ProjectDoc]
+
+
+class _LearnBlockDoc(msgspec.Struct):
+    id: int
+    type: str
+    name: str
+    title: str
+
+
+class _ImpulseDoc(msgspec.Struct, rename="camel"):
+    id: int
+    name: str
+    learn_blocks: list[_LearnBlockDoc]
+
+
+class _ImpulsesDoc(msgspec.Struct):
+    impulses: list[_ImpulseDoc]
+
+
+@dataclass
+class Discovery:
+    """Every learn block reachable with the configured keys, and what could not be discovered."""
+
+    blocks: list[LearnBlock] = field(default_factory=list)
+    keys_by_project: dict[int, ApiKey] = field(default_factory=dict)
+    errors: list[StudioError] = field(default_factory=list)
+
+
+class StudioClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_concurrency: int = 8,
+        timeout: float = 30.0,
+        deadline_seconds: float | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
+            headers={"accept": "application/json", "user-agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> StudioClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- API calls -------------------------------------------------------------------------
+
+    def list_projects(self, key: ApiKey) -> list[Project]:
+        response = self.get(key, "/api/projects", endpoint="projects")
+        doc = self._decode(response, _ProjectsDoc)
+        return [Project(id=p.id, name=p.name) for p in doc.projects]
+
+    def list_learn_blocks(self, key: ApiKey, project: Project) -> list[LearnBlock]:
+        response = self.get(
+            key, f"/api/{int(project.id)}/impulses", endpoint="impulses", project_id=project.id
+        )
+        doc = self._decode(response, _ImpulsesDoc, project_id=project.id)
+        return [
+            LearnBlock(
+                project_id=project.id,
+                project_name=project.name,
+                impulse_id=impulse.id,
+                impulse_name=impulse.name,
+                learn_id=block.id,
+                block_type=block.type,
+                block_name=block.name,
+                block_title=block.title,
+            )
+            for impulse in doc.impulses
+            for block in impulse.learn_blocks
+        ]
+
+    def discover(self, keys: Sequence[ApiKey]) -> Discovery:
+        """Projects of every key, then the learn blocks of every project, concurrently."""
+        found = Discovery()
+        lock = threading.Lock()
+
+        def one_key(key: ApiKey) -> None:
+            try:
+                projects = self.list_projects(key)
+            except StudioError as exc:
+                with lock:
+                    found.errors.append(exc)
+                return
+            for project in projects:
+                try:
+                    blocks = self.list_learn_blocks(key, project)
+                except StudioError as exc:
+                    with lock:
+                        found.errors.append(exc)
+                    continue
+                with lock:
+                    found.keys_by_project[project.id] = key
+                    found.blocks.extend(blocks)
+
+        with ThreadPoolExecutor(max_workers=min(len(keys), self.max_concurrency) or 1) as pool:
+            list(pool.map(one_key, keys))
+        found.blocks.sort(key=lambda b: (b.project_id, b.impulse_id, b.learn_id))
+        return found
+
+    def fetch_metadata(self, key: ApiKey, block: LearnBlock) -> list[StudioResponse]:
+        """Every metadata response of one block (two for anomaly-gmm), primary first."""
+        return [
+            self.fetch_endpoint(key, block, endpoint)
+            for endpoint in metadata_endpoints(block.block_type)
+        ]
+
+    def fetch_endpoint(self, key: ApiKey, block: LearnBlock, endpoint: Endpoint) -> StudioResponse:
+        return self.get(
+            key,
+            endpoint.path(block.project_id, block.learn_id),
+            endpoint=endpoint.name,
+            params=endpoint.params,
+            project_id=block.project_id,
+            learn_id=block.learn_id,
+        )
+
+    # ---- the request loop ------------------------------------------------------------------
+
+    def get(
+        self,
+        key: ApiKey,
+        path: str,
+        *,
+        endpoint: str,
+        params: Sequence[tuple[str, str]] = (),
+        project_id: int | None = None,
+        learn_id: int | None = None,
+    ) -> StudioResponse:
+        """GET with retries. Returns only successful responses; everything else raises StudioError."""
+        where: dict[str, Any] = {"endpoint": endpoint, "project_id": project_id, "learn_id": learn_id}
+        started = time.monotonic()
+        fetched_at = datetime.now(UTC)
+        last_problem = "no attempt made"
+        for attempt in range(1, self.retry.max_attempts + 1):
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceededError(
+                    f"overall deadline reached after {attempt - 1} attempt(s); last: {last_problem}",
+                    attempts=attempt - 1,
+                    **where,
+                )
+            wait: float | None
+            try:
+                response = self._send(key, path, params, remaining)
+            except httpx.TimeoutException:
+                last_problem = f"timed out after {self._request_timeout(remaining):.1f}s"
+                wait = self.retry.backoff(attempt)
+            except httpx.TransportError as exc:
+                last_problem = f"connection failed ({type(exc).__name__}: {exc})"
+                wait = self.retry.backoff(attempt)
+            else:
+                status = response.status_code
+                if status < 400 or status not in RETRYABLE_STATUS:
+                    return self._accept(response, attempt, started, fetched_at, where)
+                last_problem = f"HTTP {status}"
+                wait = None
+                if status == 429:
+                    wait = parse_retry_after(response.headers.get("retry-after"))
+                    if wait is not None:
+                        wait = min(wait, self.retry.retry_after_max)
+                if wait is None:
+                    wait = self.retry.backoff(attempt)
+            if attempt == self.retry.max_attempts:
+                break
+            remaining = self._remaining()
+            if remaining is not None and wait >= remaining:
+                raise DeadlineExceededError(
+                    f"overall deadline would pass while waiting {wait:.1f}s to retry ({last_problem})",
+                    attempts=attempt,
+                    **where,
+                )
+            log.warning(
+                "%s: %s; retrying in %.2fs (attempt %d/%d)",
+                describe_location(**where),
+                last_problem,
+                wait,
+                attempt + 1,
+                self.retry.max_attempts,
+            )
+            time.sleep(wait)
+        raise RetriesExhaustedError(
+            f"gave up after {self.retry.max_attempts} attempts; last: {last_problem}",
+            attempts=self.retry.max_attempts,
+            **where,
+        )
+
+    def _send(
+        self, key: ApiKey, path: str, params: Sequence[tuple[str, str]], remaining: float | None
+    ) -> httpx.Response:
+        timeout = self._request_timeout(remaining)
+        acquired = self._slots.acquire(timeout=remaining if remaining is not None else -1)
+        if not acquired:
+            raise httpx.PoolTimeout("no request slot free before the deadline")
+        try:
+            return self._http.get(
+                path,
+                params=list(params),
+                headers={"x-api-key": key.reveal()},
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            )
+        finally:
+            self._slots.release()
+
+    def _accept(
+        self,
+        response: httpx.Response,
+        attempts: int,
+        started: float,
+        fetched_at: datetime,
+        where: dict[str, Any],
+    ) -> StudioResponse:
+        status = response.status_code
+        body = response.content
+        try:
+            envelope = msgspec.json.decode(body, type=_Envelope)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if status in (401, 403, 404) or status >= 400:
+                envelope = _Envelope(success=False, error=None)
+            else:
+                raise InvalidResponseError(
+                    f"body of {len(body)} bytes is not a JSON object ({exc})",
+                    status=status,
+                    attempts=attempts,
+                    **where,
+                ) from None
+        api_error = envelope.error or f"HTTP {status}"
+        if status in (401, 403):
+            raise AuthError(
+                f"HTTP {status}: the API key was refused ({api_error}); "
+                "check EI_API_KEY for this project",
+                status=status,
+                attempts=attempts,
+                **where,
+            )
+        if status == 404:
+            raise NotFoundError(
+                f"HTTP 404: not found ({api_error})", status=status, attempts=attempts, **where
+            )
+        if status >= 400:
+            raise ApiError(
+                f"HTTP {status}: {api_error}",
+                api_error=envelope.error,
+                status=status,
+                attempts=attempts,
+                **where,
+            )
+        if envelope.success is False:
+            raise ApiError(
+                f"API reported failure: {envelope.error or '(no error text)'}",
+                api_error=envelope.error,
+                status=status,
+                attempts=attempts,
+                **where,
+            )
+        return StudioResponse(
+            endpoint=where["endpoint"],
+            path=str(response.request.url.path),
+            status=status,
+            body=body,
+            attempts=attempts,
+            duration_ms=(time.monotonic() - started) * 1000.0,
+            fetched_at=fetched_at,
+        )
+
+    def _decode(self, response: StudioResponse, doc_type: type[Any], **where: Any) -> Any:
+        try:
+            return msgspec.json.decode(response.body, type=doc_type)
+        except msgspec.ValidationError as exc:
+            raise InvalidResponseError(
+                f"unexpected response shape: {exc}", endpoint=response.endpoint, **where
+            ) from None
+
+    def _remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _request_timeout(self, remaining: float | None) -> float:
+        return self.timeout if remaining is None else max(0.001, min(self.timeout, remaining))
+
