@@ -1,0 +1,572 @@
+"""One block's metadata response(s) -> the contract's tables, as Arrow record batches.
+
+Decoding is split by size. msgspec decodes only the fields declared below and skips the rest
+without allocating. Prediction arrays are kept as zero-copy `msgspec.Raw` slices of the body, and
+pyarrow's JSON reader parses them in chunks of about CHUNK_BYTES straight into columns. So a 30 MB
+response never becomes millions of Python floats, and the hot path has no per-row Python.
+
+Drift seen in practice is accepted: `axes` as a list or a string ("[ 0, 11, 22 ]", even in
+backticks), threshold values as numbers or strings, missing or null optional fields, unknown
+fields, new model types. A document that cannot be read raises DocumentError naming the JSON path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from ei_assets.schema import TABLES
+from ei_assets.snapshot import _batches as batches
+
+CHUNK_BYTES = 2 << 20  # predictions joined for one parse: bounds the extra copy
+BLOCK_BYTES = 1 << 19  # pyarrow parses blocks of this size, in parallel: bounds its buffers
+ENGINES = ("tflite", "eon", "eon_ram_optimized")
+
+
+class DocumentError(ValueError):
+    """A response that cannot be read; `path` is the JSON path of the problem."""
+
+    def __init__(self, endpoint: str, path: str, problem: str) -> None:
+        self.endpoint = endpoint
+        self.path = path
+        super().__init__(f"{endpoint} response, at {path}: {problem}")
+
+
+# ---- what we read of the documents (everything else is ignored here, kept in the raw archive) ---
+
+
+class _Engine(msgspec.Struct, rename="camel"):
+    ram_required: int | None = None
+    rom_required: int | None = None
+    arena_size: int | None = None
+    model_size: int | None = None
+
+
+class _CustomMetric(msgspec.Struct):
+    name: str | None = None
+    value: str | float | None = None
+
+
+class _Performance(msgspec.Struct, rename="camel"):
+    mcu: str
+    name: str | None = None
+    is_default: bool | None = None
+    latency: float | None = None
+    tflite: _Engine | None = None
+    eon: _Engine | None = None
+    eon_ram_optimized: _Engine | None = msgspec.field(default=None, name="eon_ram_optimized")
+    custom_metrics: list[_CustomMetric] | None = None
+    has_performance: bool | None = None
+    profiling_error: str | None = None
+
+
+class _AdditionalMetric(msgspec.Struct, rename="camel"):
+    name: str | None = None
+    value: str | float | None = None
+    full_precision_value: float | None = None
+    tooltip_text: str | None = None
+    link: str | None = None
+
+
+class _Metrics(msgspec.Struct, rename="camel"):
+    type: str
+    loss: float | None = None
+    accuracy: float | None = None
+    confusion_matrix: list[list[float]] | None = None
+    report: dict[str, Any] | None = None
+    on_device_performance: list[_Performance] | None = None
+    predictions: list[msgspec.Raw] | None = None
+    visualization: str | None = None
+    is_supported_on_mcu: bool | None = None
+    mcu_support_error: str | None = None
+    profiling_job_id: int | None = None
+    profiling_job_failed: bool | None = None
+    additional_metrics: list[_AdditionalMetric] | None = None
+
+
+class _Threshold(msgspec.Struct, rename="camel"):
+    key: str
+    description: str | None = None
+    help_text: str | None = None
+    value: float | str | None = None
+    suggested_value: float | None = None
+    suggested_value_text: str | None = None
+
+
+class _Cluster(msgspec.Struct, rename="camel"):
+    center: list[float]
+    max_error: float | None = None
+
+
+class _Metadata(msgspec.Struct, rename="camel"):
+    success: bool | None = None
+    error: str | None = None
+    created: datetime | None = None
+    scale: list[float] | None = None
+    mean: list[float] | None = None
+    clusters: list[_Cluster] | None = None
+    axes: list[int] | str | None = None
+    default_minimum_confidence_rating: float | None = None
+    thresholds: list[_Threshold] | None = None
+    available_model_types: list[str] | None = None
+    recommended_model_type: str | None = None
+    model_validation_metrics: list[_Metrics] | None = None
+    has_trained_model: bool | None = None
+    mode: str | None = None
+    class_names: list[str] | None = None
+
+
+class _Gmm(msgspec.Struct):
+    means: list[list[float]]
+    covariances: list[list[list[float]]]
+    weights: list[float]
+    success: bool | None = None
+    error: str | None = None
+
+
+PREDICTION_SCHEMA = pa.schema([
+    pa.field("sampleId", pa.int64()),
+    pa.field("startMs", pa.float64()),
+    pa.field("endMs", pa.float64()),
+    pa.field("label", pa.string()),
+    pa.field("prediction", pa.string()),
+    pa.field("predictionCorrect", pa.bool_()),
+    pa.field("expectedAnomalyOutcome", pa.string()),
+    pa.field("f1Score", pa.float64()),
+    pa.field("anomalyScores", pa.list_(pa.list_(pa.float32()))),
+    pa.field("boundingBoxes", pa.list_(pa.struct([
+        pa.field("label", pa.string()),
+        pa.field("x", pa.float64()),
+        pa.field("y", pa.float64()),
+        pa.field("width", pa.float64()),
+        pa.field("height", pa.float64()),
+        pa.field("score", pa.float64()),
+    ]))),
+])
+_REQUIRED_PREDICTION_FIELDS = ("sampleId", "startMs", "endMs", "prediction")
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """A snapshot to flatten: its identity and the body of each endpoint that describes it."""
+
+    snapshot_id: str
+    project_id: int
+    learn_id: int
+    block_type: str
+    fetched_at: datetime
+    raw_path: str
+    bodies: Mapping[str, bytes]  # endpoint name -> body: "anomaly"|"keras" first, maybe "gmm"
+
+
+Batch = tuple[str, pa.Table]
+
+
+def flatten(source: SnapshotSource) -> Iterator[Batch]:
+    """Yield (table name, rows) for every table; predictions come in several chunks.
+
+    Callers must treat the output as all-or-nothing: a DocumentError may come after some batches.
+    """
+    primary = next(name for name in source.bodies if name != "gmm")
+    doc = _decode(primary, source.bodies[primary], _Metadata)
+    if doc.success is False:
+        raise DocumentError(primary, "$.success", f"API reported failure: {doc.error or '(no text)'}")
+    if doc.created is None:
+        raise DocumentError(primary, "$.created", "the training date is missing")
+    gmm = _decode("gmm", source.bodies["gmm"], _Gmm) if "gmm" in source.bodies else None
+    keys = _Keys(source)
+    metrics = doc.model_validation_metrics or []
+
+    yield "model_metrics", _model_metrics(keys, metrics)
+    yield "on_device_performance", _on_device_performance(keys, metrics)
+    yield "custom_metrics", _custom_metrics(keys, metrics)
+    yield "additional_metrics", _additional_metrics(keys, metrics)
+    yield "confusion_matrix", _confusion_matrix(keys, metrics)
+    yield "classification_report", _classification_report(keys, metrics, primary)
+    yield "thresholds", _thresholds(keys, doc.thresholds or [])
+    yield "clusters", _clusters(keys, doc.clusters or [])
+    if gmm is not None:
+        yield "gmm_components", _gmm_components(keys, gmm)
+    has_newlines = b"\n" in source.bodies[primary]
+    for index, entry in enumerate(metrics):
+        yield from _predictions(keys, entry, f"$.modelValidationMetrics[{index}].predictions",
+                                primary, has_newlines)
+    yield "snapshots", _snapshot(source, doc, primary)
+
+
+def _decode(endpoint: str, body: bytes, doc_type: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(body, type=doc_type)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
+        raise DocumentError(endpoint, path, message.split(" - at `")[0]) from None
+    except msgspec.DecodeError as exc:
+        raise DocumentError(endpoint, "$", f"not valid JSON ({exc})") from None
+
+
+class _Keys:
+    """The key columns every row of a snapshot carries."""
+
+    def __init__(self, source: SnapshotSource) -> None:
+        self.snapshot_id = source.snapshot_id
+        self.project_id = int(source.project_id)
+        self.learn_id = int(source.learn_id)
+
+    def columns(self, n: int, model_types: list[str] | pa.Array | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "snapshot_id": _constant(self.snapshot_id, pa.string(), n),
+            "project_id": _constant(self.project_id, pa.int64(), n),
+            "learn_id": _constant(self.learn_id, pa.int64(), n),
+        }
+        if model_types is not None:
+            out["model_type"] = model_types
+        return out
+
+
+def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
+    return pa.nulls(n, type_).fill_null(pa.scalar(value, type_))
+
+
+def _table(name: str, columns: Mapping[str, Any]) -> pa.Table:
+    """A table of the declared schema; columns are Arrow arrays or Python lists."""
+    schema = TABLES[name].schema
+    arrays = []
+    for field in schema:
+        value = columns[field.name]
+        if isinstance(value, pa.Array | pa.ChunkedArray):
+            arrays.append(value.cast(field.type))
+        else:
+            arrays.append(pa.array(value, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _rows(name: str, keys: _Keys, rows: list[dict[str, Any]], per_model_type: bool = True) -> pa.Table:
+    """A small table from Python rows (a few per target or class: not a hot path)."""
+    schema = TABLES[name].schema
+    columns: dict[str, Any] = keys.columns(len(rows), [r["model_type"] for r in rows]
+                                           if per_model_type else None)
+    for field in schema:
+        if field.name not in columns:
+            columns[field.name] = [row.get(field.name) for row in rows]
+    return _table(name, columns)
+
+
+def _model_metrics(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
+    return _rows("model_metrics", keys, [
+        {
+            "model_type": m.type,
+            "loss": m.loss,
+            "accuracy": m.accuracy,
+            "visualization": m.visualization,
+            "is_supported_on_mcu": m.is_supported_on_mcu,
+            "mcu_support_error": m.mcu_support_error,
+            "profiling_job_id": m.profiling_job_id,
+            "profiling_failed": bool(m.profiling_job_failed),
+            "profiling_pending": m.profiling_job_id is not None and not m.profiling_job_failed,
+            "n_predictions": len(m.predictions) if m.predictions is not None else 0,
+        }
+        for m in metrics
+    ])
+
+
+def _on_device_performance(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
+    rows = []
+    for m in metrics:
+        for perf in m.on_device_performance or []:
+            measured = perf.has_performance is not False
+            for engine in ENGINES:
+                figures: _Engine | None = getattr(perf, engine)
+                if figures is None:
+                    continue
+                rows.append({
+                    "model_type": m.type,
+                    "mcu": perf.mcu,
+                    "device_name": perf.name,
+                    "is_default": perf.is_default,
+                    "has_performance": perf.has_performance,
+                    "profiling_error": perf.profiling_error,
+                    "engine": engine,
+                    # without performance, Studio sends zeros: they mean "unknown", not "free"
+                    "latency_ms": perf.latency if measured else None,
+                    "ram_bytes": figures.ram_required if measured else None,
+                    "rom_bytes": figures.rom_required if measured else None,
+                    "arena_bytes": figures.arena_size if measured else None,
+                    "model_bytes": figures.model_size if measured else None,
+                })
+    return _rows("on_device_performance", keys, rows)
+
+
+def _custom_metrics(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
+    return _rows("custom_metrics", keys, [
+        {"model_type": m.type, "mcu": perf.mcu, "name": cm.name, "value": _text(cm.value)}
+        for m in metrics
+        for perf in m.on_device_performance or []
+        for cm in perf.custom_metrics or []
+    ])
+
+
+def _additional_metrics(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
+    return _rows("additional_metrics", keys, [
+        {"model_type": m.type, "name": am.name, "value": _text(am.value),
+         "full_precision_value": am.full_precision_value, "tooltip_text": am.tooltip_text,
+         "link": am.link}
+        for m in metrics
+        for am in m.additional_metrics or []
+    ])
+
+
+def _confusion_matrix(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
+    return _rows("confusion_matrix", keys, [
+        {"model_type": m.type, "actual_index": i, "predicted_index": j, "count": count}
+        for m in metrics
+        for i, row in enumerate(m.confusion_matrix or [])
+        for j, count in enumerate(row)
+    ])
+
+
+def _classification_report(keys: _Keys, metrics: list[_Metrics], endpoint: str) -> pa.Table:
+    rows = []
+    for index, m in enumerate(metrics):
+        for name, entry in (m.report or {}).items():
+            if isinstance(entry, dict):
+                rows.append({
+                    "model_type": m.type, "class": name,
+                    "precision": _number(entry.get("precision")),
+                    "recall": _number(entry.get("recall")),
+                    "f1_score": _number(entry.get("f1-score", entry.get("f1_score"))),
+                    "support": _number(entry.get("support")),
+                })
+            elif isinstance(entry, int | float) and not isinstance(entry, bool):
+                rows.append({"model_type": m.type, "class": name, "f1_score": float(entry)})
+            else:
+                raise DocumentError(endpoint, f"$.modelValidationMetrics[{index}].report.{name}",
+                                    f"expected an object or a number, got {type(entry).__name__}")
+    return _rows("classification_report", keys, rows)
+
+
+def _thresholds(keys: _Keys, thresholds: list[_Threshold]) -> pa.Table:
+    return _rows("thresholds", keys, [
+        {"key": t.key, "description": t.description, "help_text": t.help_text,
+         "value_number": t.value if isinstance(t.value, float | int) else _number(t.value),
+         "value_text": _text(t.value), "suggested_value": t.suggested_value,
+         "suggested_value_text": t.suggested_value_text}
+        for t in thresholds
+    ], per_model_type=False)
+
+
+def _clusters(keys: _Keys, clusters: list[_Cluster]) -> pa.Table:
+    return _rows("clusters", keys, [
+        {"cluster_index": i, "center": c.center, "max_error": c.max_error}
+        for i, c in enumerate(clusters)
+    ], per_model_type=False)
+
+
+def _gmm_components(keys: _Keys, gmm: _Gmm) -> pa.Table:
+    n = len(gmm.weights)
+    if len(gmm.means) != n or len(gmm.covariances) != n:
+        raise DocumentError("gmm", "$", f"weights ({n}), means ({len(gmm.means)}) and covariances "
+                            f"({len(gmm.covariances)}) describe different numbers of components")
+    return _rows("gmm_components", keys, [
+        {"component_index": i, "weight": gmm.weights[i], "mean": gmm.means[i],
+         "covariance": gmm.covariances[i]}
+        for i in range(n)
+    ], per_model_type=False)
+
+
+def _snapshot(source: SnapshotSource, doc: _Metadata, endpoint: str) -> pa.Table:
+    created = doc.created
+    assert created is not None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    keys = _Keys(source)
+    return _rows("snapshots", keys, [{
+        "block_type": source.block_type,
+        "model_created_at": created.astimezone(UTC),
+        "fetched_at": source.fetched_at.astimezone(UTC),
+        "recommended_model_type": doc.recommended_model_type,
+        "available_model_types": doc.available_model_types,
+        "has_trained_model": doc.has_trained_model,
+        "default_minimum_confidence_rating": doc.default_minimum_confidence_rating,
+        "axes": _axes(doc.axes, endpoint),
+        "scale": doc.scale,
+        "mean": doc.mean,
+        "mode": doc.mode,
+        "class_names": doc.class_names,
+        "raw_path": source.raw_path,
+    }], per_model_type=False)
+
+
+def _axes(axes: list[int] | str | None, endpoint: str) -> list[int] | None:
+    if axes is None or isinstance(axes, list):
+        return axes
+    text = axes.strip().strip("`").strip()
+    try:
+        return msgspec.json.decode(text, type=list[int])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise DocumentError(endpoint, "$.axes", f"expected a list of axis indexes, got {axes!r}") from None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---- predictions: the hot path, columnar --------------------------------------------------------
+
+
+def _predictions(
+    keys: _Keys, metrics: _Metrics, path: str, endpoint: str, has_newlines: bool
+) -> Iterator[Batch]:
+    """Parse the prediction objects in groups of about CHUNK_BYTES, each streamed in blocks."""
+    raws = metrics.predictions or []
+    sizes = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    for start, stop in batches(sizes, CHUNK_BYTES):
+        group = raws[start:stop]
+        seen = 0
+        for rows in _parse_predictions(group, path, start, endpoint, has_newlines):
+            _check_required(rows, path, start + seen, endpoint)
+            seen += rows.num_rows
+            yield from _prediction_tables(keys, metrics.type, rows)
+        if seen != len(group):
+            raise DocumentError(endpoint, f"{path}[{start}:{stop}]",
+                                f"expected {len(group)} prediction objects, read {seen}")
+
+
+def _parse_predictions(
+    group: list[msgspec.Raw], path: str, offset: int, endpoint: str, has_newlines: bool
+) -> Iterator[pa.Table]:
+    ndjson = b"\n".join(group)  # Raw slices are buffers: joined in C, no per-item Python
+    try:
+        reader = pajson.open_json(
+            pa.BufferReader(ndjson),
+            read_options=pajson.ReadOptions(use_threads=True, block_size=BLOCK_BYTES),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=PREDICTION_SCHEMA,
+                unexpected_field_behavior="ignore",
+                newlines_in_values=has_newlines,
+            ),
+        )
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise _locate_prediction_error(group, path, offset, endpoint, str(exc)) from None
+
+
+class _PredictionCheck(msgspec.Struct, rename="camel"):
+    """The prediction fields as the lake types them; used only to locate a parse error."""
+
+    sample_id: int
+    start_ms: float
+    end_ms: float
+    prediction: str
+    label: str | None = None
+    prediction_correct: bool | None = None
+    expected_anomaly_outcome: str | None = None
+    f1_score: float | None = None
+    anomaly_scores: list[list[float]] | None = None
+    bounding_boxes: list[dict[str, Any]] | None = None
+
+
+def _locate_prediction_error(
+    group: list[msgspec.Raw], path: str, offset: int, endpoint: str, arrow_message: str
+) -> DocumentError:
+    """The slow path, taken only for a broken document: find the first prediction that fails."""
+    decoder = msgspec.json.Decoder(_PredictionCheck)
+    for index, raw in enumerate(group):
+        try:
+            decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            message = str(exc)
+            inner = message.rsplit(" - at `$", 1)[1].rstrip("`") if " - at `$" in message else ""
+            return DocumentError(endpoint, f"{path}[{offset + index}]{inner}",
+                                 message.split(" - at `")[0])
+    return DocumentError(endpoint, f"{path}[{offset}:{offset + len(group)}]",
+                         arrow_message.removeprefix("JSON parse error: "))
+
+
+def _check_required(rows: pa.Table, path: str, offset: int, endpoint: str) -> None:
+    for name in _REQUIRED_PREDICTION_FIELDS:
+        column = rows.column(name)
+        if column.null_count:
+            first = pc.index(pc.is_null(column), True).as_py()
+            raise DocumentError(endpoint, f"{path}[{offset + first}].{name}", "required field missing")
+
+
+def _prediction_tables(keys: _Keys, model_type: str, rows: pa.Table) -> Iterator[Batch]:
+    n = rows.num_rows
+    key_columns = keys.columns(n, _constant(model_type, pa.string(), n))
+    window = {"sample_id": rows["sampleId"], "start_ms": rows["startMs"], "end_ms": rows["endMs"]}
+    grids = rows["anomalyScores"].combine_chunks()
+    boxes = rows["boundingBoxes"].combine_chunks()
+    score_max, score_mean = _grid_max_mean(grids)
+    yield "predictions", _table("predictions", key_columns | window | {
+        "label": rows["label"],
+        "prediction": rows["prediction"],
+        "prediction_correct": rows["predictionCorrect"],
+        "expected_anomaly_outcome": rows["expectedAnomalyOutcome"],
+        "f1_score": rows["f1Score"],
+        "anomaly_score_max": score_max,
+        "anomaly_score_mean": score_mean,
+        "n_bounding_boxes": pc.list_value_length(boxes),
+    })
+    if grids.null_count < n:
+        has_grid = pc.is_valid(grids)
+        picked = {name: pc.filter(col, has_grid) for name, col in (key_columns | window).items()}
+        kept = pc.filter(grids, has_grid)
+        yield "anomaly_scores", _table("anomaly_scores", picked | {
+            "grid_rows": pc.list_value_length(kept),
+            "grid_cols": pc.list_value_length(pc.list_element(kept, 0)) if len(kept) else
+            pa.array([], pa.int32()),
+            "scores": kept,
+        })
+    if pc.sum(pc.list_value_length(boxes)).as_py():
+        parents = pc.list_parent_indices(boxes)
+        flat = pc.list_flatten(boxes)
+        offsets = boxes.offsets.to_numpy()[:-1]
+        parent_np = parents.to_numpy()
+        box_index = np.arange(len(parent_np)) - offsets[parent_np]
+        picked = {name: pc.take(col, parents) for name, col in (key_columns | window).items()}
+        yield "bounding_boxes", _table("bounding_boxes", picked | {
+            "box_index": pa.array(box_index.astype(np.int32)),
+            **{name: flat.field(name) for name in ("label", "x", "y", "width", "height", "score")},
+        })
+
+
+def _grid_max_mean(grids: pa.ListArray) -> tuple[pa.Array, pa.Array]:
+    """Per-prediction max and mean over its grid, as numpy segment reductions over Arrow buffers."""
+    n = len(grids)
+    grid_rows = grids.offsets.to_numpy()  # grid i spans rows grid_rows[i]:grid_rows[i+1]
+    row_cells = grids.values.offsets.to_numpy()  # row j spans cells row_cells[j]:row_cells[j+1]
+    values = grids.values.values.to_numpy(zero_copy_only=False)
+    first, last = row_cells[grid_rows[:-1]], row_cells[grid_rows[1:]]
+    has_cells = (last > first) & pc.is_valid(grids).to_numpy(zero_copy_only=False)
+    maxima = np.zeros(n, dtype=np.float32)
+    means = np.zeros(n, dtype=np.float64)
+    if has_cells.any():
+        # non-empty segments are contiguous (empty ones between them hold no cells)
+        starts = first[has_cells]
+        maxima[has_cells] = np.maximum.reduceat(values, starts)[: len(starts)]
+        sums = np.add.reduceat(values.astype(np.float64), starts)[: len(starts)]
+        means[has_cells] = sums / (last - first)[has_cells]
+    return pa.array(maxima, mask=~has_cells), pa.array(means, mask=~has_cells)

@@ -1,0 +1,105 @@
+"""Snapshot ids: the SHA-256 of a response after canonical JSON serialisation.
+
+Canonical means: object keys sorted, no insignificant whitespace, numbers and strings as msgspec
+writes them. The same model state therefore always gets the same id, whatever the server's key
+order or formatting. A learn block described by two endpoints (anomaly-gmm: metadata + GMM) gets
+the id of the canonical object `{"anomaly": <metadata>, "gmm": <gmm>}`.
+
+The serialisation is streamed into the hash: large objects and arrays are split one level at a
+time into zero-copy msgspec.Raw slices, and only pieces of at most SMALL bytes are ever decoded,
+so hashing a 30 MB body never builds its 6 million floats as Python objects at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+
+import msgspec
+import numpy as np
+
+SMALL = 1 << 16
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decode_any = msgspec.json.Decoder().decode
+_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+Sink = Callable[[bytes], object]
+
+
+def write_canonical(raw: bytes | msgspec.Raw, sink: Sink) -> None:
+    """Write the canonical serialisation of the JSON value in `raw` to `sink`, piece by piece."""
+    if len(raw) <= SMALL:
+        sink(_encoder.encode(_decode_any(raw)))
+        return
+    first = bytes(memoryview(raw)[:64]).lstrip()[:1]
+    if first == b"{":
+        members = _decode_object(raw)
+        sink(b"{")
+        for index, name in enumerate(sorted(members)):
+            sink(b"," if index else b"")
+            sink(_encoder.encode(name) + b":")
+            write_canonical(members[name], sink)
+        sink(b"}")
+    elif first == b"[":
+        _write_array(_decode_array(raw), sink)
+    else:  # one very long string
+        sink(_encoder.encode(_decode_any(raw)))
+
+
+def _write_array(items: list[msgspec.Raw], sink: Sink) -> None:
+    """Items are canonicalised in batches of about SMALL bytes; larger items one level deeper."""
+    sizes = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    sink(b"[")
+    wrote = False
+    for start, stop in _batches(sizes, SMALL):
+        sink(b"," if wrote else b"")
+        if stop - start == 1 and sizes[start] > SMALL:
+            write_canonical(items[start], sink)
+        else:
+            joined = b"[" + b",".join(items[start:stop]) + b"]"  # Raw slices join in C
+            sink(_encoder.encode(_decode_any(joined))[1:-1])
+        wrote = True
+    sink(b"]")
+
+
+def _batches(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) ranges of about `limit` bytes; an item above it stands alone."""
+    bounds: list[tuple[int, int]] = []
+    start, n = 0, len(sizes)
+    ends = np.cumsum(sizes)
+    while start < n:
+        if sizes[start] > limit:
+            stop = start + 1
+        else:
+            base = ends[start - 1] if start else 0
+            stop = int(np.searchsorted(ends, base + limit, side="right"))
+            stop = max(stop, start + 1)
+            big = np.flatnonzero(sizes[start:stop] > limit)
+            if len(big):
+                stop = start + int(big[0])
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def canonical_json(raw: bytes) -> bytes:
+    """The whole canonical serialisation (for tests and small documents)."""
+    parts: list[bytes] = []
+    write_canonical(raw, parts.append)
+    return b"".join(parts)
+
+
+def snapshot_id(bodies: Mapping[str, bytes]) -> str:
+    """Content id of a block's metadata: one body per endpoint, in the order the API is asked."""
+    digest = hashlib.sha256()
+    if len(bodies) == 1:
+        write_canonical(next(iter(bodies.values())), digest.update)
+    else:
+        digest.update(b"{")
+        for index, name in enumerate(sorted(bodies)):
+            digest.update((b"," if index else b"") + _encoder.encode(name) + b":")
+            write_canonical(bodies[name], digest.update)
+        digest.update(b"}")
+    return digest.hexdigest()[:32]

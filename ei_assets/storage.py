@@ -1,0 +1,61 @@
+"""Atomic file writes and safe path parts on a pyarrow filesystem (local today, object store later)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+_SNAPSHOT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def snapshot_part(snapshot_id: str) -> str:
+    """A snapshot id checked to be our own hex hash before it becomes part of a path."""
+    if not _SNAPSHOT_ID.match(snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    return snapshot_id
+
+
+def block_dir(root: str, project_id: int, learn_id: int) -> str:
+    """`root/project_id=P/learn_id=L`, from integers only: API values never shape a path unchecked."""
+    return f"{root}/project_id={int(project_id)}/learn_id={int(learn_id)}"
+
+
+def exists(filesystem: pafs.FileSystem, path: str) -> bool:
+    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def publish(filesystem: pafs.FileSystem, temporary: str, path: str) -> None:
+    """Make a finished file visible under its final name (a rename on local disks)."""
+    filesystem.move(temporary, path)
+
+
+@contextmanager
+def atomic_output(
+    filesystem: pafs.FileSystem, path: str, compression: str | None = None
+) -> Iterator[pa.NativeFile]:
+    """Write to a temporary sibling, then rename over `path`; on failure nothing appears."""
+    parent = path.rsplit("/", 1)[0]
+    filesystem.create_dir(parent, recursive=True)
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with filesystem.open_output_stream(temporary, compression=compression) as stream:
+            yield stream
+        publish(filesystem, temporary, path)
+    except BaseException:
+        with suppress(OSError):
+            filesystem.delete_file(temporary)
+        raise
+
+
+def write_atomically(
+    filesystem: pafs.FileSystem, path: str, write: Callable[[pa.NativeFile], Any],
+    compression: str | None = None,
+) -> None:
+    with atomic_output(filesystem, path, compression) as stream:
+        write(stream)
