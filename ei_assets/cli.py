@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ei_assets.datadir import DataDir
+from ei_assets.rebuild import rebuild
+from ei_assets.settings import ConfigError
 from ei_assets.simulator import FAULT_KINDS, FaultPlan, Simulator, WorldConfig
+from ei_assets.warehouse import ReadOnlyQueryError, WarehouseBusyError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
 
@@ -94,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--latency", type=float, default=0.0,
                         help="seconds added to every API response (default %(default)s)")
     simulate.set_defaults(handler=cmd_simulate)
+
+    sql = commands.add_parser(
+        "sql", help="run a read-only SQL query on the warehouse",
+        description="Run one SELECT on EI_DATA_DIR/ei.duckdb (opened read-only) and print the "
+                    "result. Tables and views: see the README.",
+    )
+    sql.add_argument("query", help='one SELECT statement, e.g. "SELECT * FROM model_type_comparison"')
+    sql.add_argument("--format", choices=("table", "csv"), default="table",
+                     help="aligned table for people, CSV for scripts (default %(default)s)")
+    sql.add_argument("--max-rows", type=int, default=200,
+                     help="rows printed in table format, 0 for all (default %(default)s)")
+    sql.set_defaults(handler=cmd_sql)
+
+    rebuild = commands.add_parser(
+        "rebuild", help="regenerate the lake and the warehouse from the raw archive",
+        description="Delete EI_DATA_DIR/lake and the warehouse tables, then flatten every "
+                    "archived response again and reload. Use after a schema change.",
+    )
+    rebuild.set_defaults(handler=cmd_rebuild)
     return parser
 
 
@@ -123,6 +152,55 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0)
+    if not os.path.exists(data.warehouse.path):
+        print(f"error: no warehouse at {data.warehouse.path}; run `ei-assets refresh` "
+              "(or `ei-assets demo`) first", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result = data.warehouse.query(args.query)
+    except ReadOnlyQueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except duckdb.Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+    print_table(result, args.format, args.max_rows)
+    return EXIT_OK
+
+
+def print_table(table: pa.Table, fmt: str = "table", max_rows: int = 200) -> None:
+    if fmt == "csv":
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode())
+        return
+    shown = table if not max_rows else table.slice(0, max_rows)
+    frame = shown.to_pandas(types_mapper=pd.ArrowDtype)
+    print(frame.to_string(index=False, na_rep="NULL") if shown.num_rows else
+          "  ".join(table.column_names))
+    more = f", first {shown.num_rows} shown" if shown.num_rows < table.num_rows else ""
+    print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''}{more})")
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"))
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            print(f"  flattened {done}/{total} archived snapshots", flush=True)
+
+    print(f"rebuilding {data.store.lake.root} and {data.warehouse.path} from {data.store.raw.root}")
+    report = rebuild(data.store, data.warehouse, progress)
+    for failure in report.failed:
+        print(f"  failed: {failure}")
+    rows = report.load.rows if report.load else {}
+    print(f"rebuilt {report.snapshots} snapshots ({len(report.failed)} failed); "
+          f"{rows.get('predictions', 0)} predictions, {rows.get('fetch_log', 0)} fetches loaded")
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -131,7 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except WarehouseBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+-- name: int8_costs_and_savings
+-- What int8 costs in accuracy and saves in latency, RAM and ROM, per target and engine,
+-- for the latest model of every learn block.
+SELECT project_id, learn_id, mcu, engine,
+       round(accuracy_delta, 4) AS accuracy_delta,
+       round(latency_ratio, 2) AS latency_ratio,
+       round(ram_ratio, 2) AS ram_ratio,
+       round(rom_ratio, 2) AS rom_ratio,
+       round(prediction_agreement, 3) AS agreement
+FROM model_type_comparison
+WHERE model_type = 'int8'
+QUALIFY model_created_at = max(model_created_at) OVER (PARTITION BY project_id, learn_id)
+ORDER BY project_id, learn_id, mcu, engine;
+
+-- name: regressed_retrains
+-- Which retrain made things worse: accuracy down by more than 0.01, or latency, RAM or ROM
+-- up by more than 10%, against the previous snapshot of the same block, type, target, engine.
+SELECT project_id, learn_id, model_type, mcu, engine, model_created_at,
+       previous_snapshot_id, snapshot_id,
+       round(accuracy_change, 4) AS accuracy_change,
+       round(latency_change, 3) AS latency_change,
+       round(ram_change, 3) AS ram_change,
+       round(rom_change, 3) AS rom_change
+FROM model_type_trend
+WHERE is_regression
+ORDER BY model_created_at DESC, project_id, learn_id;
+
+-- name: flipped_samples
+-- Which validation windows flip between float32 and int8, in the latest snapshot of each block.
+SELECT d.project_id, d.learn_id, d.sample_id, d.start_ms, d.label,
+       d.baseline_prediction AS float32, d.prediction AS int8, d.prediction_correct AS int8_correct
+FROM prediction_disagreements d
+JOIN snapshots s USING (snapshot_id)
+WHERE d.model_type = 'int8'
+QUALIFY s.model_created_at = max(s.model_created_at) OVER (PARTITION BY d.project_id, d.learn_id)
+ORDER BY d.project_id, d.learn_id, d.sample_id, d.start_ms;

@@ -1,0 +1,44 @@
+"""Regenerate the lake and the warehouse from the raw archive alone (after a schema change, say)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ei_assets.flatten import DocumentError
+from ei_assets.ingest import DataStore
+from ei_assets.storage import exists
+from ei_assets.warehouse import LoadReport, Warehouse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RebuildReport:
+    snapshots: int = 0
+    failed: list[str] = field(default_factory=list)
+    load: LoadReport | None = None
+
+
+def rebuild(
+    store: DataStore, warehouse: Warehouse, progress: Callable[[int, int], None] | None = None
+) -> RebuildReport:
+    """Holds the warehouse's write lock throughout, so no refresh loads a half-built lake."""
+    report = RebuildReport()
+    with warehouse.connect():  # the lock: other writers wait, then fail clearly
+        warehouse.reset()
+        if exists(store.filesystem, store.lake.root):
+            store.filesystem.delete_dir_contents(store.lake.root)
+        archived = list(store.raw.snapshots())
+        for index, snapshot in enumerate(archived, start=1):
+            try:
+                store.restore(snapshot)
+                report.snapshots += 1
+            except DocumentError as exc:
+                report.failed.append(f"{snapshot.path}: {exc}")
+                log.warning("rebuild: %s: %s", snapshot.path, exc)
+            if progress is not None:
+                progress(index, len(archived))
+        report.load = warehouse.load()
+    return report

@@ -1,0 +1,296 @@
+"""The DuckDB warehouse: comparison columns by hand-computed numbers, incremental loads, one
+writer at a time, read-only queries, and rebuilds equal to the incremental result."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ei_assets.datadir import DataDir
+from ei_assets.ingest import BlockResult, discoveries_table, fetch_log_table
+from ei_assets.rebuild import rebuild
+from ei_assets.studio import LearnBlock
+from ei_assets.warehouse import (
+    CONTRACT_TABLES,
+    ReadOnlyQueryError,
+    Thresholds,
+    WarehouseBusyError,
+)
+from tests import docs
+
+BLOCK = LearnBlock(7, "Project", 1, "Impulse", 3, "keras", "Classifier", "Classification")
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def w(sample: int, prediction: str, label: str = "a") -> dict[str, Any]:
+    return docs.window(sample, 0, label, prediction)
+
+
+def perf_rows(m4: tuple[float, int, int], eon: tuple[int, int], extra: list[dict[str, Any]] | None = None
+              ) -> list[dict[str, Any]]:
+    latency, ram, rom = m4
+    row = docs.perf("cortex-m4f-80mhz", default=True, latency=latency, ram=ram, rom=rom)
+    row["eon"] = {"ramRequired": eon[0], "romRequired": eon[1], "arenaSize": 1, "modelSize": 1}
+    return [row, *(extra or [])]
+
+
+def model_doc(created: str, f32: dict[str, Any], i8: dict[str, Any],
+              akida: dict[str, Any] | None = None) -> dict[str, Any]:
+    rows = [
+        docs.metrics("float32", f32["preds"], accuracy=f32["acc"], loss=f32["loss"],
+                     onDevicePerformance=f32["perf"]),
+        docs.metrics("int8", i8["preds"], accuracy=i8["acc"], loss=i8["loss"],
+                     onDevicePerformance=i8["perf"]),
+    ]
+    if akida:
+        rows.append(docs.metrics("akida", [], accuracy=akida["acc"], loss=akida["loss"],
+                                 onDevicePerformance=[]))
+    return docs.keras_doc(rows, created=created)
+
+
+FIRST = model_doc(
+    "2026-10-01T00:00:00Z",
+    {"acc": 0.90, "loss": 0.20, "preds": [w(1, "a"), w(2, "b"), w(3, "a"), w(4, "b")],
+     "perf": perf_rows((100, 1000, 4000), (800, 3500),
+                       [docs.perf("zero-target", ram=0, rom=0, latency=0)])},
+    {"acc": 0.88, "loss": 0.25, "preds": [w(1, "a"), w(2, "b"), w(3, "b"), w(4, "b")],
+     "perf": perf_rows((40, 400, 1000), (300, 900),
+                       [docs.perf("zero-target", ram=50, rom=60, latency=5),
+                        docs.perf("int8-only", ram=10, rom=20, latency=1)])},
+    akida={"acc": 0.85, "loss": 0.3},
+)
+RETRAINED = model_doc(
+    "2026-10-05T00:00:00Z",
+    {"acc": 0.905, "loss": 0.19, "preds": [w(1, "a"), w(2, "b"), w(3, "a"), w(4, "b")],
+     "perf": perf_rows((100, 1000, 4000), (800, 3500))},
+    {"acc": 0.86, "loss": 0.27, "preds": [w(1, "a"), w(2, "a"), w(3, "b"), w(4, "b")],
+     "perf": perf_rows((45, 400, 1000), (300, 900))},
+)
+
+
+def ingest(data: DataDir, doc: dict[str, Any], when: datetime, block: LearnBlock = BLOCK) -> str:
+    """What refresh does for one block: discovery log, raw + lake, fetch log."""
+    sid, is_new, _ = data.store.store(block, when, {"keras": docs.encode(doc)})
+    data.store.raw.append_log("discoveries", discoveries_table([block], when))
+    result = BlockResult(block, "refreshed" if is_new else "unchanged", sid, fetches=[{
+        "fetched_at": when, "project_id": block.project_id, "learn_id": block.learn_id,
+        "endpoint": "keras", "http_status": 200, "ok": True, "attempts": 1, "duration_ms": 5.0,
+        "bytes": 100, "snapshot_id": sid, "changed": is_new, "error": None}])
+    data.store.raw.append_log("fetch_log", fetch_log_table([result]))
+    return sid
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> DataDir:
+    return DataDir.open(str(tmp_path), lock_timeout=1.0)
+
+
+def q(data: DataDir, sql: str) -> list[dict[str, Any]]:
+    return data.warehouse.query(sql).to_pylist()
+
+
+def test_comparison_columns_by_hand(data: DataDir) -> None:
+    sid = ingest(data, FIRST, T0)
+    data.warehouse.load()
+    rows = {(r["model_type"], r["mcu"], r["engine"]): r
+            for r in q(data, "SELECT * FROM model_type_comparison")}
+    tflite = rows[("int8", "cortex-m4f-80mhz", "tflite")]
+    assert tflite["snapshot_id"] == sid and tflite["baseline_model_type"] == "float32"
+    assert tflite["accuracy_delta"] == pytest.approx(0.88 - 0.90)
+    assert tflite["loss_delta"] == pytest.approx(0.05)
+    assert (tflite["latency_ms"], tflite["baseline_latency_ms"]) == (40, 100)
+    assert tflite["latency_ratio"] == pytest.approx(0.4)
+    assert tflite["ram_ratio"] == pytest.approx(0.4) and tflite["rom_ratio"] == pytest.approx(0.25)
+    assert tflite["prediction_agreement"] == pytest.approx(0.75)  # window 3 flips
+    assert tflite["is_default"] is True and tflite["model_created_at"] == datetime(2026, 10, 1, tzinfo=UTC)
+    eon = rows[("int8", "cortex-m4f-80mhz", "eon")]
+    assert eon["ram_ratio"] == pytest.approx(300 / 800) and eon["rom_ratio"] == pytest.approx(900 / 3500)
+    zero = rows[("int8", "zero-target", "tflite")]  # float32 measured 0 bytes: ratio NULL
+    assert zero["baseline_ram_bytes"] == 0 and zero["ram_ratio"] is None
+    assert zero["latency_ratio"] is None
+    only = rows[("int8", "int8-only", "tflite")]  # no float32 on this target: baseline NULL
+    assert only["baseline_ram_bytes"] is None and only["ram_ratio"] is None
+    assert only["accuracy_delta"] == pytest.approx(-0.02)  # accuracy is per model type
+    akida = rows[("akida", None, None)]  # no predictions and no profiling yet
+    assert akida["prediction_agreement"] is None and akida["accuracy_delta"] == pytest.approx(-0.05)
+    assert all(model_type != "float32" for model_type, _, _ in rows)
+
+
+def test_missing_baseline_model_type_gives_nulls(data: DataDir) -> None:
+    only_int8 = docs.keras_doc([docs.metrics("int8", [w(1, "a")], accuracy=0.8)])
+    ingest(data, only_int8, T0)
+    data.warehouse.load()
+    (row,) = q(data, "SELECT * FROM model_type_comparison WHERE engine = 'tflite'")
+    assert row["baseline_accuracy"] is None and row["accuracy_delta"] is None
+    assert row["latency_ratio"] is None and row["prediction_agreement"] is None
+
+
+def test_trend_flags_a_regression_across_a_retrain(data: DataDir) -> None:
+    first = ingest(data, FIRST, T0)
+    data.warehouse.load()
+    second = ingest(data, RETRAINED, T0 + timedelta(days=4))
+    data.warehouse.load()
+    trend = q(data, "SELECT * FROM model_type_trend WHERE mcu = 'cortex-m4f-80mhz' "
+                    "ORDER BY model_type, engine, model_created_at")
+    by = {(r["model_type"], r["engine"], r["snapshot_id"]): r for r in trend}
+    old, new = by[("int8", "tflite", first)], by[("int8", "tflite", second)]
+    assert old["previous_snapshot_id"] is None and old["is_regression"] is False
+    assert new["previous_snapshot_id"] == first
+    assert new["accuracy_change"] == pytest.approx(0.86 - 0.88)
+    assert new["latency_change"] == pytest.approx(45 / 40 - 1)
+    assert new["ram_change"] == pytest.approx(0.0) and new["is_regression"] is True
+    f32 = by[("float32", "tflite", second)]
+    assert f32["accuracy_change"] == pytest.approx(0.005) and f32["is_regression"] is False
+    disagreements = q(data, f"SELECT * FROM prediction_disagreements WHERE snapshot_id = '{second}'")
+    assert [(r["sample_id"], r["prediction"], r["baseline_prediction"]) for r in disagreements] == [
+        (2, "a", "b"), (3, "b", "a")]
+    # sample 2 is labelled "a": int8 got it right where float32 did not
+    assert (disagreements[0]["prediction_correct"], disagreements[0]["baseline_prediction_correct"]) == (
+        True, False)
+
+
+def test_regression_thresholds_are_configurable(tmp_path: Path) -> None:
+    strict = DataDir.open(str(tmp_path), Thresholds(accuracy_drop=0.5, resource_rise=0.5))
+    ingest(strict, FIRST, T0)
+    ingest(strict, RETRAINED, T0 + timedelta(days=4))
+    strict.warehouse.load()
+    assert q(strict, "SELECT count(*) AS n FROM model_type_trend WHERE is_regression") == [{"n": 0}]
+
+
+def test_incremental_loads_add_only_what_is_new(data: DataDir) -> None:
+    sid = ingest(data, FIRST, T0)
+    report = data.warehouse.load()
+    assert report.new_snapshots == 1 and report.rows["predictions"] == 8
+    counts = {t: q(data, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in CONTRACT_TABLES}
+    # the same response fetched again: one more fetch, no new rows anywhere else
+    again = ingest(data, FIRST, T0 + timedelta(hours=1))
+    assert again == sid
+    report = data.warehouse.load()
+    assert report.new_snapshots == 0
+    after = {t: q(data, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in CONTRACT_TABLES}
+    assert after == counts | {"fetch_log": counts["fetch_log"] + 1}
+    (snap,) = q(data, "SELECT * FROM snapshots")
+    assert snap["first_fetched_at"] == T0 and snap["last_fetched_at"] == T0 + timedelta(hours=1)
+    (block,) = q(data, "SELECT * FROM learn_blocks")
+    assert block["last_seen_at"] == T0 + timedelta(hours=1) and block["is_present"] is True
+    # a retrain adds exactly one snapshot
+    ingest(data, RETRAINED, T0 + timedelta(days=1))
+    assert data.warehouse.load().new_snapshots == 1
+    assert q(data, "SELECT count(*) AS n FROM snapshots") == [{"n": 2}]
+    assert data.warehouse.load().rows == {}
+
+
+def test_a_block_gone_from_the_impulse_is_no_longer_present(data: DataDir) -> None:
+    other = LearnBlock(7, "Project", 1, "Impulse", 9, "anomaly", "Anomaly", "Anomaly")
+    ingest(data, FIRST, T0)
+    data.store.raw.append_log("discoveries", discoveries_table([BLOCK, other], T0))
+    data.store.raw.append_log("discoveries", discoveries_table([BLOCK], T0 + timedelta(days=1)))
+    data.warehouse.load()
+    present = {r["learn_id"]: r["is_present"] for r in q(data, "SELECT * FROM learn_blocks")}
+    assert present == {3: True, 9: False}
+
+
+def test_uncommitted_snapshots_are_not_loaded(data: DataDir) -> None:
+    sid = ingest(data, FIRST, T0)
+    commit = Path(data.store.lake.file("snapshots", 7, 3, sid))
+    commit.unlink()  # as if the process died before the last rename
+    assert data.warehouse.load().new_snapshots == 0
+    assert q(data, "SELECT count(*) AS n FROM predictions") == [{"n": 0}]
+
+
+def test_sql_is_read_only(data: DataDir) -> None:
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    for statement in ("DELETE FROM snapshots", "DROP TABLE predictions",
+                      "COPY snapshots TO '/tmp/x.csv'", "SELECT 1; DELETE FROM snapshots",
+                      "CREATE TABLE x AS SELECT 1"):
+        with pytest.raises(ReadOnlyQueryError):
+            data.warehouse.query(statement)
+    assert q(data, "SELECT count(*) AS n FROM snapshots") == [{"n": 1}]
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    con.execute("CREATE TABLE IF NOT EXISTS held (x INT)")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+""")
+
+
+def test_a_second_writer_waits_then_fails_clearly_and_the_file_stays_intact(data: DataDir) -> None:
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, data.warehouse.path, "3"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    with pytest.raises(WarehouseBusyError, match="locked by another process"):
+        data.warehouse.load()
+    assert 0.9 <= time.monotonic() - started < 3.0  # waited its timeout, not forever
+    holder.wait(timeout=10)
+    assert q(data, "SELECT count(*) AS n FROM snapshots") == [{"n": 1}]
+
+
+def test_a_second_writer_that_waits_long_enough_succeeds(tmp_path: Path) -> None:
+    data = DataDir.open(str(tmp_path), lock_timeout=15.0)
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    ingest(data, RETRAINED, T0 + timedelta(days=1))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, data.warehouse.path, "1.5"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    assert data.warehouse.load().new_snapshots == 1
+    holder.wait(timeout=10)
+    assert q(data, "SELECT count(*) AS n FROM snapshots") == [{"n": 2}]
+
+
+def dump(data: DataDir) -> dict[str, list[tuple[Any, ...]]]:
+    tables = {}
+    for table in (*CONTRACT_TABLES, "model_type_comparison", "model_type_trend",
+                  "prediction_disagreements"):
+        rows = data.warehouse.query(f"SELECT * FROM {table}").to_pylist()
+        tables[table] = sorted(tuple(sorted((k, repr(v)) for k, v in r.items())) for r in rows)
+    return tables
+
+
+def test_rebuild_equals_the_incremental_result(data: DataDir, tmp_path: Path) -> None:
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    ingest(data, FIRST, T0 + timedelta(hours=2))
+    ingest(data, RETRAINED, T0 + timedelta(days=1))
+    anomaly = LearnBlock(7, "Project", 1, "Impulse", 4, "anomaly", "A", "A")
+    data.store.store(anomaly, T0, {"anomaly": docs.encode(docs.anomaly_doc())})
+    data.warehouse.load()
+    incremental = dump(data)
+    assert len(incremental["snapshots"]) == 3
+    report = rebuild(data.store, data.warehouse)
+    assert report.snapshots == 3 and report.failed == []
+    assert dump(data) == incremental
+
+
+def test_sql_command_prints_an_aligned_table_and_refuses_writes(data: DataDir, tmp_path: Path) -> None:
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    env = {"EI_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([sys.executable, "-m", "ei_assets.cli", "sql",
+                         "SELECT model_type, round(accuracy, 2) AS acc FROM model_metrics ORDER BY 1"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0].split() == ["model_type", "acc"]
+    assert [line.split() for line in lines[1:4]] == [["akida", "0.85"], ["float32", "0.9"],
+                                                     ["int8", "0.88"]]
+    assert lines[-1] == "(3 rows)"
+    assert len({len(line) for line in lines[:4]}) == 1  # aligned
+    refused = subprocess.run([sys.executable, "-m", "ei_assets.cli", "sql", "DELETE FROM snapshots"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2 and "only SELECT" in refused.stderr
