@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EI_DATA_DIR ?= ./data
-DEV_HOME := $(abspath $(EI_DATA_DIR))/dagster_home
 SIM_PORT ?= 8377
 
 .PHONY: install test lint demo dev bench clean
@@ -28,10 +27,7 @@ demo: $(STAMP)
 
 # The Dagster UI on 127.0.0.1:3000. Without EI_API_KEY it runs against the bundled simulator.
 dev: $(STAMP)
-	mkdir -p $(DEV_HOME)
-	cp dagster_home/dagster.yaml $(DEV_HOME)/dagster.yaml
-	DAGSTER_HOME=$(DEV_HOME) EI_DATA_DIR=$(abspath $(EI_DATA_DIR)) SIM_PORT=$(SIM_PORT) \
-		$(BIN)/python -m ei_assets.dev
+	EI_DATA_DIR=$(abspath $(EI_DATA_DIR)) SIM_PORT=$(SIM_PORT) $(BIN)/python -m ei_assets.dev
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

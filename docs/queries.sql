@@ -8,8 +8,7 @@ SELECT project_id, learn_id, mcu, engine,
        round(rom_ratio, 2) AS rom_ratio,
        round(prediction_agreement, 3) AS agreement
 FROM model_type_comparison
-WHERE model_type = 'int8'
-QUALIFY model_created_at = max(model_created_at) OVER (PARTITION BY project_id, learn_id)
+WHERE model_type = 'int8' AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
 ORDER BY project_id, learn_id, mcu, engine;
 
 -- name: regressed_retrains
@@ -30,7 +29,6 @@ ORDER BY model_created_at DESC, project_id, learn_id;
 SELECT d.project_id, d.learn_id, d.sample_id, d.start_ms, d.label,
        d.baseline_prediction AS float32, d.prediction AS int8, d.prediction_correct AS int8_correct
 FROM prediction_disagreements d
-JOIN snapshots s USING (snapshot_id)
+JOIN latest_snapshots USING (snapshot_id)
 WHERE d.model_type = 'int8'
-QUALIFY s.model_created_at = max(s.model_created_at) OVER (PARTITION BY d.project_id, d.learn_id)
 ORDER BY d.project_id, d.learn_id, d.sample_id, d.start_ms;

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 import duckdb
@@ -18,8 +19,9 @@ import pyarrow.csv as pacsv
 
 from ei_assets.datadir import DataDir
 from ei_assets.rebuild import rebuild
-from ei_assets.settings import ConfigError
+from ei_assets.settings import ConfigError, Settings
 from ei_assets.simulator import FAULT_KINDS, FaultPlan, Simulator, WorldConfig
+from ei_assets.simulator.server import retrain
 from ei_assets.warehouse import ReadOnlyQueryError, WarehouseBusyError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
@@ -117,6 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rows printed in table format, 0 for all (default %(default)s)")
     sql.set_defaults(handler=cmd_sql)
 
+    refresh = commands.add_parser(
+        "refresh", help="discover, fetch, archive, flatten and load every configured project",
+        description="Execute the project's Dagster refresh job in this process: discovery, fetch, "
+                    "raw archive, lake and warehouse for every key in EI_API_KEY. With DAGSTER_HOME "
+                    "set, the run is recorded there and shows in the Dagster UI. Exit 0: every "
+                    "learn block refreshed; 1: some failed (all others saved); 2: configuration.",
+    )
+    refresh.add_argument("--block", action="append", default=[], metavar="PROJECT-LEARN",
+                         help="refresh only this learn block, e.g. 12345-3 (repeatable; default all)")
+    refresh.set_defaults(handler=cmd_refresh)
+
+    demo = commands.add_parser(
+        "demo", help="run the simulator, refresh twice around a retrain, print the comparison",
+        description="Start the bundled Studio simulator, refresh from it into EI_DATA_DIR, let it "
+                    "retrain every block, refresh again, print the latest int8 vs float32 "
+                    "comparison and the regressions, then stop the simulator. Runs are recorded "
+                    "in DAGSTER_HOME (default EI_DATA_DIR/dagster_home, the one `make dev` shows).",
+    )
+    demo.add_argument("--seed", type=int, default=WorldConfig().seed,
+                      help="seed of the simulated world (default %(default)s)")
+    demo.set_defaults(handler=cmd_demo)
+
     rebuild = commands.add_parser(
         "rebuild", help="regenerate the lake and the warehouse from the raw archive",
         description="Delete EI_DATA_DIR/lake and the warehouse tables, then flatten every "
@@ -182,6 +206,89 @@ def print_table(table: pa.Table, fmt: str = "table", max_rows: int = 200) -> Non
           "  ".join(table.column_names))
     more = f", first {shown.num_rows} shown" if shown.num_rows < table.num_rows else ""
     print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''}{more})")
+
+
+def _show_progress() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    progress = logging.getLogger("ei_assets.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
+def _refresh(blocks: list[str]) -> int:
+    from ei_assets.definitions import build_definitions, build_resources
+    from ei_assets.orchestration.refresh import instance_for_cli, run_refresh
+
+    settings = Settings.from_env()  # validates every variable before any request
+    started = time.monotonic()
+    run_config = {"ops": {"metadata_snapshots": {"config": {"blocks": blocks}}}} if blocks else None
+    summary = run_refresh(build_definitions(build_resources()), instance_for_cli(), run_config)
+    counts = ", ".join(f"{summary.counts.get(k, 0)} {k}"
+                       for k in ("refreshed", "unchanged", "failed", "skipped"))
+    print(f"done in {time.monotonic() - started:.1f}s: {counts} "
+          f"(run {summary.run_id[:8]}, data in {settings.data_dir})")
+    for failure in summary.failures:
+        print(f"  failed: {failure}")
+    for error in summary.errors:
+        print(f"  error: {error}")
+    if summary.failures or summary.errors:
+        print("Fix or wait out the failures above and run `ei-assets refresh` again: "
+              "blocks already saved are not fetched twice.")
+    return EXIT_OK if summary.all_refreshed else EXIT_PARTIAL
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    _show_progress()
+    settings = Settings.from_env()
+    print(f"refreshing {len(settings.api_keys)} API key(s) from {settings.api_url} "
+          f"into {settings.data_dir}")
+    return _refresh(args.block)
+
+
+DEMO_QUERY = """
+SELECT project_id || '-' || learn_id AS block, mcu AS target, engine,
+       round(accuracy_delta, 4) AS accuracy_delta, round(latency_ratio, 2) AS latency_x,
+       round(ram_ratio, 2) AS ram_x, round(rom_ratio, 2) AS rom_x,
+       round(prediction_agreement, 3) AS agreement
+FROM model_type_comparison
+WHERE model_type = 'int8' AND is_default
+  AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+ORDER BY project_id, learn_id, engine
+"""
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _show_progress()
+    from ei_assets.orchestration.refresh import ensure_instance_home
+
+    data_dir = os.environ.get("EI_DATA_DIR") or "./data"
+    os.environ.setdefault("DAGSTER_HOME", os.path.join(os.path.abspath(data_dir), "dagster_home"))
+    ensure_instance_home(os.environ["DAGSTER_HOME"])
+    with Simulator(WorldConfig(seed=args.seed, profiling_seconds=0.0)) as sim:
+        os.environ["EI_API_URL"] = sim.url
+        os.environ["EI_API_KEY"] = ",".join(sim.api_keys)
+        os.environ["EI_DATA_DIR"] = data_dir
+        blocks = len(sim.world.blocks())
+        print(f"Studio simulator on {sim.url}: {len(sim.world.projects)} projects, "
+              f"{blocks} learn blocks; data in {data_dir}")
+        print("\n== refresh 1 of 2")
+        first = _refresh([])
+        retrained = retrain(sim.world)
+        print(f"\n== the simulator retrained {len(retrained)} learn blocks; refresh 2 of 2")
+        second = _refresh([])
+    data = DataDir.open(data_dir)
+    print("\n== int8 against float32 at each block's default target, latest models "
+          "(ratios: int8 / float32)")
+    print_table(data.warehouse.query(DEMO_QUERY))
+    regressions = data.warehouse.query(
+        "SELECT count(*) AS n FROM model_type_trend WHERE is_regression").column("n")[0].as_py()
+    print(f"\n{regressions} regressed rows after the retrain: "
+          'ei-assets sql "SELECT * FROM model_type_trend WHERE is_regression"')
+    print("Explore: ei-assets sql \"SELECT * FROM prediction_disagreements LIMIT 20\"; "
+          "the Dagster UI: make dev")
+    return max(first, second)
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:

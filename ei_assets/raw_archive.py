@@ -112,6 +112,23 @@ class RawArchive:
             raise ValueError(f"{table!r} is not a log table")
         return f"{self.root}/_log/{table}"
 
+    def log_files(self, table: str) -> list[str]:
+        """Every file of a run log, oldest first (names start with the write time)."""
+        folder = self.log_dir(table)
+        if not exists(self.filesystem, folder):
+            return []
+        infos = self.filesystem.get_file_info(pafs.FileSelector(folder, recursive=True))
+        return sorted(i.path for i in infos
+                      if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+    def latest_log(self, table: str) -> pa.Table | None:
+        """The rows of the most recent run of a log table (e.g. the last discovery)."""
+        files = self.log_files(table)
+        if not files:
+            return None
+        with self.filesystem.open_input_file(files[-1]) as handle:
+            return pq.read_table(handle)
+
     def append_log(self, table: str, rows: pa.Table) -> str | None:
         """Write one run's rows of a log table as a new file; returns its path (None if no rows)."""
         if rows.num_rows == 0:

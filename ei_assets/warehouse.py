@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 DATABASE_FILE = "ei.duckdb"
 LOG_TABLES = ("fetch_log", "discoveries")
-VIEWS = ("prediction_agreement", "model_type_comparison", "model_type_trend",
+VIEWS = ("latest_snapshots", "prediction_agreement", "model_type_comparison", "model_type_trend",
          "prediction_disagreements")
 CONTRACT_TABLES = (*SNAPSHOT_TABLES, "fetch_log", "learn_blocks")
 
@@ -160,7 +160,7 @@ class Warehouse:
             committed = {_snapshot_of(path): path for path in self.lake.files(COMMIT_TABLE)}
             new = {sid for sid in committed if sid not in loaded}
             done_files = {row[0] for row in con.execute("SELECT path FROM _loaded_files").fetchall()}
-            log_files = {t: sorted(p for p in self._log_files(t) if p not in done_files)
+            log_files = {t: sorted(p for p in self.raw.log_files(t) if p not in done_files)
                          for t in LOG_TABLES}
             con.begin()
             try:
@@ -199,16 +199,6 @@ class Warehouse:
         )
         after = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # type: ignore[index]
         return int(after - before)
-
-    def _log_files(self, table: str) -> list[str]:
-        import pyarrow.fs as pafs
-
-        folder = self.raw.log_dir(table)
-        info = self.raw.filesystem.get_file_info(folder)
-        if info.type == pafs.FileType.NotFound:
-            return []
-        return [i.path for i in self.raw.filesystem.get_file_info(pafs.FileSelector(folder, recursive=True))
-                if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
 
     def reset(self) -> None:
         """Drop every table and view (for rebuilds); the next load starts from nothing."""

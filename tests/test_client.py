@@ -109,6 +109,7 @@ def test_persistent_faults_exhaust_retries_with_a_clear_error(kind: str) -> None
     message = str(raised.value)
     assert f"project {block.project_id}" in message and f"learn block {block.learn_id}" in message
     assert "3 attempts" in message
+    assert raised.value.status == (503 if kind == "503" else None)
     assert len(training) == 3
 
 

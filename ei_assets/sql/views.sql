@@ -2,6 +2,12 @@
 -- value / baseline, NULL where the baseline is NULL or 0. {accuracy_drop} and {resource_rise}
 -- are filled in from Python numbers (the regression thresholds), never from API values.
 
+-- The state of each learn block as last fetched.
+CREATE OR REPLACE VIEW latest_snapshots AS
+SELECT * FROM snapshots
+QUALIFY row_number() OVER (PARTITION BY project_id, learn_id
+                           ORDER BY last_fetched_at DESC, model_created_at DESC, snapshot_id) = 1;
+
 CREATE OR REPLACE VIEW prediction_agreement AS
 SELECT p.snapshot_id, p.model_type,
        avg(CASE WHEN p.prediction IS NOT DISTINCT FROM b.prediction THEN 1.0 ELSE 0.0 END)

@@ -220,12 +220,14 @@ class StudioClient:
         started = time.monotonic()
         fetched_at = datetime.now(UTC)
         last_problem = "no attempt made"
+        last_status: int | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError(
                     f"overall deadline reached after {attempt - 1} attempt(s); last: {last_problem}",
                     attempts=attempt - 1,
+                    status=last_status,
                     **where,
                 )
             wait: float | None
@@ -233,15 +235,17 @@ class StudioClient:
                 response = self._send(key, path, params, remaining)
             except httpx.TimeoutException:
                 last_problem = f"timed out after {self._request_timeout(remaining):.1f}s"
+                last_status = None
                 wait = self.retry.backoff(attempt)
             except httpx.TransportError as exc:
                 last_problem = f"connection failed ({type(exc).__name__}: {exc})"
+                last_status = None
                 wait = self.retry.backoff(attempt)
             else:
                 status = response.status_code
                 if status < 400 or status not in RETRYABLE_STATUS:
                     return self._accept(response, attempt, started, fetched_at, where)
-                last_problem = f"HTTP {status}"
+                last_problem, last_status = f"HTTP {status}", status
                 wait = None
                 if status == 429:
                     wait = parse_retry_after(response.headers.get("retry-after"))
@@ -256,6 +260,7 @@ class StudioClient:
                 raise DeadlineExceededError(
                     f"overall deadline would pass while waiting {wait:.1f}s to retry ({last_problem})",
                     attempts=attempt,
+                    status=last_status,
                     **where,
                 )
             log.warning(
@@ -270,6 +275,7 @@ class StudioClient:
         raise RetriesExhaustedError(
             f"gave up after {self.retry.max_attempts} attempts; last: {last_problem}",
             attempts=self.retry.max_attempts,
+            status=last_status,
             **where,
         )
 

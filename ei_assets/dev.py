@@ -1,0 +1,39 @@
+"""`make dev`: the Dagster UI on 127.0.0.1:3000, on the real API when EI_API_KEY is set, else on
+the bundled simulator (which then retrains a block every 10 minutes, so the UI has history)."""
+
+import os
+import subprocess
+import sys
+
+from ei_assets.orchestration.refresh import ensure_instance_home
+from ei_assets.simulator import Simulator, WorldConfig
+
+
+def main() -> int:
+    env = dict(os.environ)
+    data_dir = env.get("EI_DATA_DIR") or "./data"
+    env["DAGSTER_HOME"] = ensure_instance_home(
+        env.get("DAGSTER_HOME") or os.path.join(os.path.abspath(data_dir), "dagster_home"))
+    simulator = None
+    if not env.get("EI_API_KEY"):
+        port = int(env.get("SIM_PORT") or 8377)
+        simulator = Simulator(WorldConfig(profiling_seconds=120.0), port=port,
+                              retrain_every=600.0).start()
+        env["EI_API_URL"] = simulator.url
+        env["EI_API_KEY"] = ",".join(simulator.api_keys)
+        print(f"EI_API_KEY is not set: using the Studio simulator on {simulator.url}")
+    print(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env.get('DAGSTER_HOME')}); "
+          "Ctrl-C to stop", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
+               "-h", "127.0.0.1", "-p", "3000"]
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

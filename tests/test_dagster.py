@@ -1,0 +1,212 @@
+"""The Dagster layer, in-process: the refresh job against the simulator over real HTTP with a
+persistent temporary instance; per-block materializations, checks, sensors and the schedule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ei_assets.datadir import DataDir
+from ei_assets.definitions import build_definitions
+from ei_assets.orchestration.assets import learn_block_partitions
+from ei_assets.orchestration.automation import (
+    learn_block_partitions_sensor,
+    profiling_pending_sensor,
+)
+from ei_assets.orchestration.refresh import run_refresh
+from ei_assets.orchestration.resources import DataDirResource, StudioResource
+from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(WorldConfig(profiling_seconds=0.0), FaultPlan(seed=1)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}  # as ei_assets/instance.yaml
+    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as test_instance:
+        yield test_instance
+
+
+def resources(sim: Simulator, data_dir: Path, **data_options: float) -> dict:
+    return {
+        "studio": StudioResource(api_key=",".join(sim.api_keys), api_url=sim.url, max_concurrency=3,
+                                 timeout_seconds=5.0, max_attempts=3, backoff_seconds=0.01),
+        "data_dir": DataDirResource(data_dir=str(data_dir), **data_options),
+    }
+
+
+def materializations(instance: dg.DagsterInstance, key: dg.AssetKey | str, partition: str | None = None
+                     ) -> list[dg.AssetMaterialization]:
+    asset_key = dg.AssetKey.from_coercible(key)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None),
+        limit=1000,
+    ).records
+    return [r.asset_materialization for r in records if r.asset_materialization]
+
+
+def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
+    out = {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data  # type: ignore[union-attr]
+        out[evaluation.check_name] = evaluation
+    return out
+
+
+def test_refresh_job_fills_everything_and_reports_each_block(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    defs = build_definitions(resources(sim, tmp_path / "data"))
+    summary = run_refresh(defs, instance)
+    assert summary.all_refreshed, summary
+    assert summary.counts == {"refreshed": 7, "unchanged": 0, "failed": 0, "skipped": 0}
+
+    expected = {f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()}
+    assert set(instance.get_dynamic_partitions(learn_block_partitions.name)) == expected
+
+    gmm = materializations(instance, "learn_block_metadata", "100001-7")
+    assert len(gmm) == 1
+    assert gmm[0].metadata["changed"].value is True
+    classifier = materializations(instance, "learn_block_metadata", "100001-3")[0].metadata
+    for name in ("float32/accuracy", "int8/accuracy", "int8/latency_ms", "int8/ram_bytes",
+                 "int8/rom_bytes", "int8-float32/accuracy", "int8-float32/latency_ms"):
+        assert isinstance(classifier[name].value, float), name
+    assert classifier["int8-float32/ram_bytes"].value < 0  # int8 saves RAM
+
+    data = DataDir.open(str(tmp_path / "data"))
+    assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 7}]
+    comparison = materializations(instance, ["warehouse", "model_type_comparison"])[0].metadata
+    assert comparison["dagster/row_count"].value > 0
+    assert "cortex-m4f-80mhz" in comparison["latest_default_target"].value
+    predictions = materializations(instance, ["warehouse", "predictions"])[0].metadata
+    assert predictions["dagster/row_count"].value == 780
+    columns = [c.name for c in predictions["dagster/column_schema"].value.columns]
+    assert columns[:4] == ["snapshot_id", "project_id", "learn_id", "model_type"]
+    lake = materializations(instance, ["lake", "predictions"])[0].metadata
+    assert lake["dagster/row_count"].value == 780
+
+    checks = check_results(instance, summary.run_id)
+    assert checks["all_blocks_refreshed"].passed
+    assert checks["default_target_complete"].passed and checks["equal_prediction_counts"].passed
+    assert checks["profiling_complete"].passed
+    assert "int8_accuracy_drop" in checks and "no_regression" in checks
+
+    # an unchanged second run: same snapshots, one more point per block in the history
+    again = run_refresh(defs, instance)
+    assert again.counts == {"refreshed": 0, "unchanged": 7, "failed": 0, "skipped": 0}
+    history = materializations(instance, "learn_block_metadata", "100001-7")
+    assert [m.metadata["changed"].value for m in history] == [False, True]  # newest first
+    assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 7}]
+
+
+def test_a_failing_block_is_reported_and_the_others_are_saved(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    sim.faults.script(r"/100002/training/keras/6/metadata$", ["503"] * 100)
+    defs = build_definitions(resources(sim, tmp_path / "data"))
+    summary = run_refresh(defs, instance)
+    assert summary.counts == {"refreshed": 6, "unchanged": 0, "failed": 1, "skipped": 0}
+    assert len(summary.failures) == 1 and summary.failures[0].startswith("100002-6:")
+    assert "HTTP 503" in summary.failures[0]
+    assert not summary.all_refreshed
+    checks = check_results(instance, summary.run_id)
+    failed = checks["all_blocks_refreshed"]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert materializations(instance, "learn_block_metadata", "100002-6") == []
+    data = DataDir.open(str(tmp_path / "data"))
+    saved = data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist()
+    assert saved == [{"n": 6}]
+    log = data.warehouse.query(
+        "SELECT ok, http_status, error FROM fetch_log WHERE learn_id = 6 AND project_id = 100002"
+    ).to_pylist()
+    assert log[0]["ok"] is False and log[0]["http_status"] == 503
+
+
+def test_the_key_never_reaches_dagster_events_or_files(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    sim.faults.script(r"/100003/training/", ["503"] * 100)
+    summary = run_refresh(build_definitions(resources(sim, tmp_path / "data")), instance)
+    events = instance.all_logs(summary.run_id)
+    text = "\n".join(str(event) for event in events)
+    for record in materializations(instance, "learn_block_metadata"):
+        text += str(record.metadata)
+    for key in sim.api_keys:
+        assert key not in text
+        assert key[3:20] not in text
+        for path in (tmp_path / "data").rglob("*"):
+            if path.is_file() and path.suffix not in (".duckdb", ".wal"):
+                assert key.encode() not in path.read_bytes(), path
+
+
+def test_partition_sensor_adds_new_blocks_and_removes_gone_ones(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    res = resources(sim, tmp_path / "data")
+    instance.add_dynamic_partitions(learn_block_partitions.name, ["100001-3", "100001-99", "555-1"])
+    context = dg.build_sensor_context(instance=instance, resources={"studio": res["studio"]})
+    result = learn_block_partitions_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    requests = {type(r).__name__: r.partition_keys for r in result.dynamic_partitions_requests}
+    assert set(requests["AddDynamicPartitionsRequest"]) == {
+        f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()} - {"100001-3"}
+    # 100001-99 vanished from a project we can read; 555 is a project we cannot see: kept
+    assert requests["DeleteDynamicPartitionsRequest"] == ["100001-99"]
+
+
+def test_profiling_sensor_refetches_a_block_after_its_profiling_was_pending(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    with Simulator(WorldConfig(profiling_seconds=2.0)) as sim:
+        sim.world.retrain(100001, 3)  # profiling now pending for this block
+        res = resources(sim, tmp_path / "data", profiling_recheck_minutes=0.001)
+        defs = build_definitions(res)
+        run_refresh(defs, instance)
+        time.sleep(0.2)
+        context = dg.build_sensor_context(instance=instance, resources={"data_dir": res["data_dir"]})
+        result = profiling_pending_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        (request,) = result.run_requests
+        assert request.run_config["ops"]["metadata_snapshots"]["config"]["blocks"] == ["100001-3"]
+        time.sleep(2.0)  # profiling finishes in the simulator
+        summary = run_refresh(defs, instance, request.run_config)
+        assert summary.counts["refreshed"] == 1 and sum(summary.counts.values()) == 1
+        after = profiling_pending_sensor(context)
+        assert isinstance(after, dg.SkipReason)
+
+
+def test_schedule_sensors_and_job_are_defined_and_on_by_default(tmp_path: Path) -> None:
+    defs = build_definitions({
+        "studio": StudioResource(api_key="unused"), "data_dir": DataDirResource(data_dir=str(tmp_path)),
+    })
+    schedule = defs.resolve_schedule_def("daily_refresh")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    for name in ("learn_block_partitions_sensor", "profiling_pending_sensor"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+    job = defs.resolve_job_def("refresh")
+    assert {node.name for node in job.graph.node_defs} >= {
+        "learn_blocks", "metadata_snapshots", "lake_tables", "warehouse_tables", "comparison_views"}
+    assets = defs.resolve_all_asset_specs()
+    pools = {spec.key.to_user_string(): spec for spec in assets}
+    assert "warehouse/model_type_comparison" in pools and "lake/predictions" in pools
+    warehouse_def = defs.resolve_assets_def(dg.AssetKey(["warehouse", "snapshots"]))
+    assert warehouse_def.op.pool == "ei_warehouse"
+
+
+def test_the_key_is_an_env_var_in_the_definitions() -> None:
+    from ei_assets.definitions import build_resources
+
+    studio = build_resources()["studio"]
+    assert isinstance(studio.api_key, dg.EnvVar) or "EnvVar" in repr(
+        studio._get_non_default_public_field_values().get("api_key"))  # type: ignore[attr-defined]
