@@ -1,4 +1,4 @@
-"""`make dev`: the Dagster UI on 127.0.0.1:3000, on the real API when EI_API_KEY is set, else on
+"""`make dev`: the Dagster UI on 127.0.0.1:3000 (EI_UI_PORT), on the real API when EI_API_KEY is set, else on
 the bundled simulator (which then retrains a block every 10 minutes, so the UI has history)."""
 
 import os
@@ -22,10 +22,11 @@ def main() -> int:
         env["EI_API_URL"] = simulator.url
         env["EI_API_KEY"] = ",".join(simulator.api_keys)
         print(f"EI_API_KEY is not set: using the Studio simulator on {simulator.url}")
-    print(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env.get('DAGSTER_HOME')}); "
+    port = env.get("EI_UI_PORT") or "3000"
+    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']}); "
           "Ctrl-C to stop", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
-               "-h", "127.0.0.1", "-p", "3000"]
+               "-h", "127.0.0.1", "-p", port]
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

@@ -67,19 +67,17 @@ class DataStore:
         is_new = self.raw.put(block.project_id, block.learn_id, sid, block.block_type, fetched_at, bodies)
         rows: dict[str, int] = {}
         if not self.lake.has_snapshot(block.project_id, block.learn_id, sid):
-            rows = self.lake.write_snapshot(SnapshotSource(
-                snapshot_id=sid,
-                project_id=block.project_id,
-                learn_id=block.learn_id,
-                block_type=block.block_type,
-                fetched_at=fetched_at,
-                raw_path=self.raw.relative_dir(block.project_id, block.learn_id, sid),
-                bodies=bodies,
-            ))
+            archived = ArchivedSnapshot(block.project_id, block.learn_id, sid, block.block_type,
+                                        fetched_at, tuple(bodies),
+                                        self.raw.relative_dir(block.project_id, block.learn_id, sid))
+            rows = self.flatten_into_lake(archived, bodies)
         return sid, is_new, rows
 
     def restore(self, snapshot: ArchivedSnapshot) -> dict[str, int]:
         """Flatten an archived snapshot into the lake again (for rebuilds)."""
+        return self.flatten_into_lake(snapshot, self.raw.read(snapshot))
+
+    def flatten_into_lake(self, snapshot: ArchivedSnapshot, bodies: dict[str, bytes]) -> dict[str, int]:
         return self.lake.write_snapshot(SnapshotSource(
             snapshot_id=snapshot.snapshot_id,
             project_id=snapshot.project_id,
@@ -87,7 +85,7 @@ class DataStore:
             block_type=snapshot.block_type,
             fetched_at=snapshot.fetched_at,
             raw_path=snapshot.path,
-            bodies=self.raw.read(snapshot),
+            bodies=bodies,
         ))
 
 
