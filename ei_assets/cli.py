@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -284,10 +285,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_table(data.warehouse.query(DEMO_QUERY))
     regressions = data.warehouse.query(
         "SELECT count(*) AS n FROM model_type_trend WHERE is_regression").column("n")[0].as_py()
+    prog = "ei-assets" if shutil.which("ei-assets") else ".venv/bin/ei-assets"
     print(f"\n{regressions} regressed rows after the retrain: "
-          'ei-assets sql "SELECT * FROM model_type_trend WHERE is_regression"')
-    print("Explore: ei-assets sql \"SELECT * FROM prediction_disagreements LIMIT 20\"; "
-          "the Dagster UI: make dev")
+          f'{prog} sql "SELECT * FROM model_type_trend WHERE is_regression"')
+    print(f'Explore: {prog} sql "SELECT * FROM prediction_disagreements LIMIT 20"; '
+          "the Dagster UI with these runs: make dev")
     return max(first, second)
 
 

@@ -72,6 +72,17 @@ def test_refresh_then_again_is_idempotent_and_exits_0(tmp_path: Path) -> None:
     assert runs, "runs are recorded in DAGSTER_HOME"
 
 
+def test_a_refused_key_among_good_ones_exits_1_and_says_which(tmp_path: Path) -> None:
+    with Simulator(WorldConfig(profiling_seconds=0.0)) as sim:
+        env = {"EI_API_URL": sim.url, "EI_API_KEY": ",".join([*sim.api_keys, "ei_revoked"]),
+               "EI_DATA_DIR": str(tmp_path / "data")}
+        result = ei(["refresh"], env, tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "7 refreshed, 0 unchanged, 0 failed" in result.stdout
+    assert "error: discovery: projects: HTTP 401: the API key was refused" in result.stdout
+    assert "ei_revoked" not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [

@@ -29,7 +29,8 @@ from ei_assets.datadir import DataDir
 from ei_assets.ingest import BlockResult, discoveries_table, refresh_blocks
 from ei_assets.orchestration.resources import DataDirResource, StudioResource
 from ei_assets.schema import SNAPSHOT_TABLES, TABLES
-from ei_assets.studio import LearnBlock, StudioClient
+from ei_assets.settings import ApiKey
+from ei_assets.studio import LearnBlock, StudioClient, StudioError
 from ei_assets.summary import snapshot_summary
 from ei_assets.warehouse import VIEWS
 
@@ -83,6 +84,9 @@ def partition_changes(
     kinds={"python"},
     description="Every learn block of every project reachable with EI_API_KEY "
                 "(GET /api/projects, GET /api/{projectId}/impulses).",
+    check_specs=[dg.AssetCheckSpec(
+        "all_keys_reachable", asset="learn_blocks",
+        description="Every configured API key reached its project and listed its impulses.")],
 )
 def learn_blocks(
     context: AssetExecutionContext, studio: StudioResource, data_dir: DataDirResource
@@ -109,14 +113,21 @@ def learn_blocks(
         f"| {b.key} | {b.project_name} | {b.impulse_name} | {b.block_type} | {b.block_title} |"
         for b in found.blocks
     )
-    return dg.MaterializeResult(metadata={
-        "blocks": len(found.blocks),
-        "projects": len(found.keys_by_project),
-        "discovery_errors": len(found.errors),
-        "dagster/row_count": len(found.blocks),
-        "preview": dg.MetadataValue.md(
-            "| partition | project | impulse | type | title |\n|---|---|---|---|---|\n" + listing),
-    })
+    errors = dg.MetadataValue.md("\n".join(f"- {e}" for e in found.errors) or "none")
+    return dg.MaterializeResult(
+        metadata={
+            "blocks": len(found.blocks),
+            "projects": len(found.keys_by_project),
+            "discovery_errors": len(found.errors),
+            "errors": errors,
+            "dagster/row_count": len(found.blocks),
+            "preview": dg.MetadataValue.md(
+                "| partition | project | impulse | type | title |\n|---|---|---|---|---|\n" + listing),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="all_keys_reachable", passed=not found.errors,
+            severity=dg.AssetCheckSeverity.ERROR, metadata={"errors": errors})],
+    )
 
 
 # ---- raw archive + lake -----------------------------------------------------------------------
@@ -143,10 +154,18 @@ def _blocks_to_refresh(data: DataDir, config: RefreshConfig) -> list[LearnBlock]
     return blocks
 
 
-def _keys_by_project(client: StudioClient, studio: StudioResource) -> dict[int, object]:
-    keys = {}
+def _keys_by_project(
+    context: AssetExecutionContext, client: StudioClient, studio: StudioResource
+) -> dict[int, ApiKey]:
+    """Which key reaches which project; a refused key is logged (discovery reports it too)."""
+    keys: dict[int, ApiKey] = {}
     for key in studio.api_keys():
-        for project in client.list_projects(key):
+        try:
+            projects = client.list_projects(key)
+        except StudioError as exc:
+            context.log.warning(f"skipping API key {key.label}: {exc}")
+            continue
+        for project in projects:
             keys[project.id] = key
     return keys
 
@@ -177,11 +196,11 @@ def metadata_snapshots(
         _say(context, f"{line} ({detail})")
 
     with studio.client() as client:
-        keys = _keys_by_project(client, studio)
+        keys = _keys_by_project(context, client, studio)
         missing = [b for b in blocks if b.project_id not in keys]
         reachable = [b for b in blocks if b.project_id in keys]
-        results = refresh_blocks(client, reachable, keys, data.store,  # type: ignore[arg-type]
-                                 studio.max_concurrency, on_result)
+        results = refresh_blocks(client, reachable, keys, data.store, studio.max_concurrency,
+                                 on_result)
     results += [BlockResult(b, "failed", error=f"project {b.project_id}: no configured API key "
                                                   "reaches it any more") for b in missing]
     for result in results:

@@ -54,6 +54,11 @@ def run_refresh(
         if event.is_step_failure and event.step_failure_data:
             last_line = event.step_failure_data.error_display_string.strip().splitlines()[-1]
             summary.errors.append(f"{event.step_key}: {last_line}")
+    discovery = result.asset_materializations_for_node("learn_blocks")
+    if discovery:
+        text = str(discovery[-1].metadata["errors"].value)
+        summary.errors += [f"discovery: {line[2:]}" for line in text.splitlines()
+                           if line.startswith("- ")]
     materializations = result.asset_materializations_for_node("metadata_snapshots")
     own = [m for m in materializations if m.asset_key == dg.AssetKey("metadata_snapshots")]
     if own:

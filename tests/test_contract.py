@@ -1,0 +1,83 @@
+"""Every table, view and column that ../shared/CONTRACT.md promises exists in the warehouse,
+under that name and with the promised key and timestamp types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ei_assets.datadir import DataDir
+from ei_assets.ingest import discoveries_table
+from ei_assets.studio import LearnBlock
+from tests import docs
+
+CONTRACT = {
+    "learn_blocks": "project_id, project_name, impulse_id, impulse_name, learn_id, block_type, "
+                    "block_name, block_title, first_seen_at, last_seen_at, is_present",
+    "snapshots": "snapshot_id, project_id, learn_id, block_type, model_created_at, first_fetched_at, "
+                 "last_fetched_at, recommended_model_type, available_model_types, has_trained_model, "
+                 "default_minimum_confidence_rating, axes, scale, mean, raw_path",
+    "model_metrics": "snapshot_id, project_id, learn_id, model_type, loss, accuracy, visualization, "
+                     "is_supported_on_mcu, mcu_support_error, profiling_job_id, profiling_pending, "
+                     "profiling_failed, n_predictions",
+    "predictions": "snapshot_id, project_id, learn_id, model_type, sample_id, start_ms, end_ms, label, "
+                   "prediction, prediction_correct, expected_anomaly_outcome, f1_score, "
+                   "anomaly_score_max, anomaly_score_mean, n_bounding_boxes",
+    "anomaly_scores": "snapshot_id, project_id, learn_id, model_type, sample_id, start_ms, end_ms, "
+                      "grid_rows, grid_cols, scores",
+    "bounding_boxes": "snapshot_id, project_id, learn_id, model_type, sample_id, start_ms, end_ms, "
+                      "box_index, label, x, y, width, height, score",
+    "on_device_performance": "snapshot_id, project_id, learn_id, model_type, mcu, device_name, "
+                             "is_default, has_performance, profiling_error, latency_ms, engine, "
+                             "ram_bytes, rom_bytes, arena_bytes, model_bytes",
+    "custom_metrics": "snapshot_id, project_id, learn_id, model_type, mcu, name, value",
+    "additional_metrics": "snapshot_id, project_id, learn_id, model_type, name, value, "
+                          "full_precision_value, tooltip_text, link",
+    "confusion_matrix": "snapshot_id, project_id, learn_id, model_type, actual_index, "
+                        "predicted_index, count",
+    "classification_report": "snapshot_id, project_id, learn_id, model_type, class, precision, "
+                             "recall, f1_score, support",
+    "clusters": "snapshot_id, project_id, learn_id, cluster_index, center, max_error",
+    "gmm_components": "snapshot_id, project_id, learn_id, component_index, weight, mean, covariance",
+    "thresholds": "snapshot_id, project_id, learn_id, key, description, help_text, value_number, "
+                  "value_text, suggested_value, suggested_value_text",
+    "fetch_log": "fetched_at, project_id, learn_id, endpoint, http_status, ok, attempts, duration_ms, "
+                 "bytes, snapshot_id, changed, error",
+    "model_type_comparison": "project_id, learn_id, snapshot_id, model_created_at, first_fetched_at, "
+                             "mcu, device_name, is_default, engine, model_type, baseline_model_type, "
+                             "accuracy, baseline_accuracy, accuracy_delta, loss, baseline_loss, "
+                             "loss_delta, latency_ms, baseline_latency_ms, latency_ratio, ram_bytes, "
+                             "baseline_ram_bytes, ram_ratio, rom_bytes, baseline_rom_bytes, "
+                             "rom_ratio, prediction_agreement",
+    "model_type_trend": "project_id, learn_id, snapshot_id, model_type, mcu, engine, accuracy_delta, "
+                        "latency_ratio, previous_snapshot_id, accuracy_change, latency_change, "
+                        "ram_change, rom_change, is_regression",
+    "prediction_disagreements": "project_id, learn_id, snapshot_id, model_type, sample_id, start_ms, "
+                                "end_ms, label, prediction, baseline_prediction, prediction_correct, "
+                                "baseline_prediction_correct",
+}
+TYPES = {"project_id": "BIGINT", "learn_id": "BIGINT", "snapshot_id": "VARCHAR",
+         "model_type": "VARCHAR", "available_model_types": "VARCHAR[]", "axes": "INTEGER[]",
+         "scale": "DOUBLE[]", "mean": "DOUBLE[]", "scores": "FLOAT[][]", "center": "DOUBLE[]",
+         "covariance": "DOUBLE[][]", "fetched_at": "TIMESTAMP WITH TIME ZONE",
+         "model_created_at": "TIMESTAMP WITH TIME ZONE", "first_seen_at": "TIMESTAMP WITH TIME ZONE"}
+
+
+def test_every_contract_column_exists_with_its_type(tmp_path: Path) -> None:
+    data = DataDir.open(str(tmp_path))
+    block = LearnBlock(7, "P", 1, "I", 3, "keras", "B", "T")
+    data.store.raw.append_log("discoveries", discoveries_table([block], datetime.now(UTC)))
+    data.store.store(block, datetime.now(UTC), {"keras": docs.encode(docs.keras_doc())})
+    data.warehouse.load()
+    with data.warehouse.connect(read_only=True) as con:
+        for relation, columns in CONTRACT.items():
+            found = dict(con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = ?", [relation]).fetchall())
+            missing = [c for c in columns.split(", ") if c not in found]
+            assert not missing, f"{relation} lacks {missing}"
+            for column, expected in TYPES.items():
+                if column in found and relation in ("snapshots", "learn_blocks", "fetch_log",
+                                                    "anomaly_scores", "clusters", "gmm_components",
+                                                    "predictions"):
+                    assert found[column] == expected, (relation, column, found[column])
