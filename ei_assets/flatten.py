@@ -356,7 +356,7 @@ def _classification_report(keys: _Keys, metrics: list[_Metrics], endpoint: str) 
 def _thresholds(keys: _Keys, thresholds: list[_Threshold]) -> pa.Table:
     return _rows("thresholds", keys, [
         {"key": t.key, "description": t.description, "help_text": t.help_text,
-         "value_number": t.value if isinstance(t.value, float | int) else _number(t.value),
+         "value_number": _number(t.value),
          "value_text": _text(t.value), "suggested_value": t.suggested_value,
          "suggested_value_text": t.suggested_value_text}
         for t in thresholds
@@ -422,10 +422,9 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
+    """A number, or numeric text such as "0.75"; None for anything else."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value)
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ei_assets.flatten import DocumentError, SnapshotSource
+from ei_assets.flatten import SnapshotSource
 from ei_assets.lake import Lake
 from ei_assets.raw_archive import ArchivedSnapshot, RawArchive
 from ei_assets.schema import TABLES
@@ -110,7 +110,7 @@ def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: D
                                   duration_ms=response.duration_ms, size=len(response.body)))
     try:
         sid, is_new, rows = store.store(block, fetched_at, bodies)
-    except (DocumentError, ValueError, OSError, pa.ArrowException) as exc:
+    except (ValueError, OSError, pa.ArrowException) as exc:  # DocumentError is a ValueError
         error = f"project {block.project_id}, learn block {block.learn_id}: {exc}"
         for row in fetches:
             row["error"] = error

@@ -34,5 +34,6 @@ def snapshot_summary(model_metrics: pa.Table, performance: pa.Table) -> dict[str
     if "int8" in by_type and "float32" in by_type:
         for name in ("accuracy", "loss", "latency_ms", "ram_bytes", "rom_bytes"):
             if name in by_type["int8"] and name in by_type["float32"]:
-                out[f"int8-float32/{name}"] = by_type["int8"][name] - by_type["float32"][name]
+                delta = by_type["int8"][name] - by_type["float32"][name]
+                out[f"int8-float32/{name}"] = round(delta, 6)  # no float noise in the UI
     return out

@@ -309,7 +309,7 @@ class StudioClient:
         try:
             envelope = msgspec.json.decode(body, type=_Envelope)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            if status in (401, 403, 404) or status >= 400:
+            if status >= 400:  # an error page that is not JSON: the status says enough
                 envelope = _Envelope(success=False, error=None)
             else:
                 raise InvalidResponseError(
