@@ -110,6 +110,8 @@ def test_persistent_faults_exhaust_retries_with_a_clear_error(kind: str) -> None
     assert f"project {block.project_id}" in message and f"learn block {block.learn_id}" in message
     assert "3 attempts" in message
     assert raised.value.status == (503 if kind == "503" else None)
+    if kind == "503":
+        assert "HTTP 503: Simulated HTTP 503" in message  # the API's own error text
     assert len(training) == 3
 
 

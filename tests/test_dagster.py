@@ -208,5 +208,19 @@ def test_the_key_is_an_env_var_in_the_definitions() -> None:
     from ei_assets.definitions import build_resources
 
     studio = build_resources()["studio"]
-    assert isinstance(studio.api_key, dg.EnvVar) or "EnvVar" in repr(
-        studio._get_non_default_public_field_values().get("api_key"))  # type: ignore[attr-defined]
+    assert isinstance(studio.api_key, dg.EnvVar) and studio.api_key == "EI_API_KEY"
+
+
+def test_dagster_definitions_validate() -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "EI_API_KEY": "ei_unused"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr

@@ -245,7 +245,7 @@ class StudioClient:
                 status = response.status_code
                 if status < 400 or status not in RETRYABLE_STATUS:
                     return self._accept(response, attempt, started, fetched_at, where)
-                last_problem, last_status = f"HTTP {status}", status
+                last_problem, last_status = f"HTTP {status}{_api_error_text(response)}", status
                 wait = None
                 if status == 429:
                     wait = parse_retry_after(response.headers.get("retry-after"))
@@ -371,3 +371,11 @@ class StudioClient:
     def _request_timeout(self, remaining: float | None) -> float:
         return self.timeout if remaining is None else max(0.001, min(self.timeout, remaining))
 
+
+def _api_error_text(response: httpx.Response) -> str:
+    """`: <error>` from a `success: false` body, so retried failures keep the API's own words."""
+    try:
+        envelope = msgspec.json.decode(response.content, type=_Envelope)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    return f": {envelope.error}" if envelope.error else ""
