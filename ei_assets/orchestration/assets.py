@@ -48,6 +48,11 @@ def table_schema(schema: pa.Schema) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
 
 
+def bullet_list(items: list[str]) -> dg.MetadataValue:
+    """Markdown for people in the UI; machines read the `*_list` JSON beside it."""
+    return dg.MetadataValue.md("\n".join(f"- {item}" for item in items) or "none")
+
+
 def _say(context: AssetExecutionContext, message: str) -> None:
     context.log.info(message)
     progress.info(message)
@@ -113,20 +118,21 @@ def learn_blocks(
         f"| {b.key} | {b.project_name} | {b.impulse_name} | {b.block_type} | {b.block_title} |"
         for b in found.blocks
     )
-    errors = dg.MetadataValue.md("\n".join(f"- {e}" for e in found.errors) or "none")
+    errors = [str(e) for e in found.errors]
     return dg.MaterializeResult(
         metadata={
             "blocks": len(found.blocks),
             "projects": len(found.keys_by_project),
-            "discovery_errors": len(found.errors),
-            "errors": errors,
+            "discovery_errors": len(errors),
+            "errors": bullet_list(errors),
+            "error_list": dg.MetadataValue.json(errors),
             "dagster/row_count": len(found.blocks),
             "preview": dg.MetadataValue.md(
                 "| partition | project | impulse | type | title |\n|---|---|---|---|---|\n" + listing),
         },
         check_results=[dg.AssetCheckResult(
-            check_name="all_keys_reachable", passed=not found.errors,
-            severity=dg.AssetCheckSeverity.ERROR, metadata={"errors": errors})],
+            check_name="all_keys_reachable", passed=not errors,
+            severity=dg.AssetCheckSeverity.ERROR, metadata={"errors": bullet_list(errors)})],
     )
 
 
@@ -225,15 +231,15 @@ def metadata_snapshots(
     yield dg.MaterializeResult(
         metadata={
             **{f"blocks_{status}": n for status, n in counts.items()},
-            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures) or "none"),
-            "skipped": dg.MetadataValue.md("\n".join(f"- {s}" for s in skipped) or "none"),
+            "failures": bullet_list(failures),
+            "failure_list": dg.MetadataValue.json(failures),
+            "skipped": bullet_list(skipped),
         },
         check_results=[dg.AssetCheckResult(
             check_name="all_blocks_refreshed",
             passed=not failures,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"failed": len(failures), "failures": dg.MetadataValue.md(
-                "\n".join(f"- {f}" for f in failures) or "none")},
+            metadata={"failed": len(failures), "failures": bullet_list(failures)},
         )],
     )
 

@@ -56,15 +56,13 @@ def run_refresh(
             summary.errors.append(f"{event.step_key}: {last_line}")
     discovery = result.asset_materializations_for_node("learn_blocks")
     if discovery:
-        text = str(discovery[-1].metadata["errors"].value)
-        summary.errors += [f"discovery: {line[2:]}" for line in text.splitlines()
-                           if line.startswith("- ")]
+        errors = discovery[-1].metadata["error_list"].value
+        summary.errors += [f"discovery: {error}" for error in errors]  # type: ignore[union-attr]
     materializations = result.asset_materializations_for_node("metadata_snapshots")
     own = [m for m in materializations if m.asset_key == dg.AssetKey("metadata_snapshots")]
     if own:
         metadata = own[-1].metadata
         for status in ("refreshed", "unchanged", "failed", "skipped"):
             summary.counts[status] = int(metadata[f"blocks_{status}"].value)  # type: ignore[arg-type]
-        failures = str(metadata["failures"].value)
-        summary.failures = [line[2:] for line in failures.splitlines() if line.startswith("- ")]
+        summary.failures = list(metadata["failure_list"].value)  # type: ignore[arg-type]
     return summary
