@@ -9,9 +9,8 @@ no snapshot file, and the next run writes the snapshot again (identically).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -20,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ei_assets.flatten import SnapshotSource, flatten
 from ei_assets.schema import COMMIT_TABLE, SNAPSHOT_TABLES, TABLES
-from ei_assets.storage import atomic_output, block_dir, exists, snapshot_part
+from ei_assets.storage import atomic_output, block_dir, exists, list_files, snapshot_part
 
 Flattener = Callable[[SnapshotSource], Iterable[tuple[str, pa.Table]]]
 
@@ -79,26 +78,15 @@ class Lake:
         with self.filesystem.open_input_file(path) as handle:
             return pq.read_table(handle)
 
-    def files(self, table: str) -> Iterator[str]:
+    def files(self, table: str) -> list[str]:
         """Every visible Parquet file of a table (temporary files are never listed)."""
-        folder = self.table_dir(table)
-        if not exists(self.filesystem, folder):
-            return
-        for info in self.filesystem.get_file_info(pafs.FileSelector(folder, recursive=True)):
-            if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
-                yield info.path
+        return list_files(self.filesystem, self.table_dir(table), ".parquet")
 
     def dataset(self, table: str) -> ds.Dataset:
         """A pyarrow dataset of the table; the hive partition keys are typed like the file columns."""
         partitioning = ds.partitioning(
             pa.schema([("project_id", pa.int64()), ("learn_id", pa.int64())]), flavor="hive"
         )
-        return ds.dataset(list(self.files(table)), schema=TABLES[table].schema, format="parquet",
+        return ds.dataset(self.files(table), schema=TABLES[table].schema, format="parquet",
                           filesystem=self.filesystem, partitioning=partitioning,
                           partition_base_dir=self.table_dir(table))
-
-    def glob(self, table: str) -> str:
-        return f"{self.table_dir(table)}/*/*/*.parquet"
-
-    def describe(self) -> dict[str, Any]:
-        return {table: sum(1 for _ in self.files(table)) for table in SNAPSHOT_TABLES}

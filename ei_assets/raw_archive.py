@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ei_assets.schema import TABLES
-from ei_assets.storage import block_dir, exists, snapshot_part, write_atomically
+from ei_assets.storage import block_dir, exists, list_files, snapshot_part, write_atomically
 
 MARKER = "snapshot.json"
 
@@ -88,20 +88,18 @@ class RawArchive:
 
     def snapshots(self) -> Iterator[ArchivedSnapshot]:
         """Every complete snapshot in the archive (for rebuilds), oldest fetch first."""
-        if not exists(self.filesystem, self.root):
-            return
-        selector = pafs.FileSelector(self.root, recursive=True)
         found = []
-        for info in self.filesystem.get_file_info(selector):
-            if info.type == pafs.FileType.File and info.base_name == MARKER and "/_log/" not in info.path:
-                with self.filesystem.open_input_stream(info.path) as stream:
-                    marker = msgspec.json.decode(stream.read(), type=_Marker)
-                snapshot_id = info.path.rsplit("/", 2)[-2]
-                found.append(ArchivedSnapshot(
-                    marker.project_id, marker.learn_id, snapshot_part(snapshot_id),
-                    marker.block_type, marker.fetched_at, tuple(marker.endpoints),
-                    self.relative_dir(marker.project_id, marker.learn_id, snapshot_id),
-                ))
+        for path in list_files(self.filesystem, self.root, f"/{MARKER}"):
+            if "/_log/" in path:
+                continue
+            with self.filesystem.open_input_stream(path) as stream:
+                marker = msgspec.json.decode(stream.read(), type=_Marker)
+            snapshot_id = path.rsplit("/", 2)[-2]
+            found.append(ArchivedSnapshot(
+                marker.project_id, marker.learn_id, snapshot_part(snapshot_id),
+                marker.block_type, marker.fetched_at, tuple(marker.endpoints),
+                self.relative_dir(marker.project_id, marker.learn_id, snapshot_id),
+            ))
         found.sort(key=lambda s: (s.fetched_at, s.project_id, s.learn_id))
         yield from found
 
@@ -114,12 +112,7 @@ class RawArchive:
 
     def log_files(self, table: str) -> list[str]:
         """Every file of a run log, oldest first (names start with the write time)."""
-        folder = self.log_dir(table)
-        if not exists(self.filesystem, folder):
-            return []
-        infos = self.filesystem.get_file_info(pafs.FileSelector(folder, recursive=True))
-        return sorted(i.path for i in infos
-                      if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        return list_files(self.filesystem, self.log_dir(table), ".parquet")
 
     def latest_log(self, table: str) -> pa.Table | None:
         """The rows of the most recent run of a log table (e.g. the last discovery)."""

@@ -30,6 +30,14 @@ def exists(filesystem: pafs.FileSystem, path: str) -> bool:
     return filesystem.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def list_files(filesystem: pafs.FileSystem, folder: str, suffix: str = "") -> list[str]:
+    """Every file under `folder` (recursively) whose name ends with `suffix`, sorted; [] if none."""
+    if not exists(filesystem, folder):
+        return []
+    infos = filesystem.get_file_info(pafs.FileSelector(folder, recursive=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
+
+
 def publish(filesystem: pafs.FileSystem, temporary: str, path: str) -> None:
     """Make a finished file visible under its final name (a rename on local disks)."""
     filesystem.move(temporary, path)
