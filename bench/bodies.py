@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ei_assets.simulator.documents import metadata_document
-from ei_assets.simulator.world import World, WorldConfig
+from ei_assets.simulator import World, WorldConfig, metadata_document
 
 
 def visual_anomaly_body(predictions: int = 12_500, grid: int = 13) -> bytes:

@@ -41,8 +41,9 @@ def _child(kind: str, body_path: str, queue: mp.Queue) -> None:
     import orjson
     import pyarrow.fs as pafs
 
-    from ei_assets.flatten import SnapshotSource
-    from ei_assets.ingest import DataStore
+    from ei_assets.flatten import flatten
+    from ei_assets.snapshot import Snapshot
+    from ei_assets.store import DataStore
     from ei_assets.studio import LearnBlock
 
     block = LearnBlock(1, "bench", 1, "bench", 3, "keras", "bench", "bench")
@@ -61,11 +62,13 @@ def _child(kind: str, body_path: str, queue: mp.Queue) -> None:
             doc = orjson.loads(body)
             del doc
         elif kind == "lake":
-            DataStore(pafs.LocalFileSystem(), folder).lake.write_snapshot(SnapshotSource(
-                "0" * 32, 1, 3, "keras", datetime.now(UTC), "raw/x", {"keras": body}))
+            snapshot = Snapshot(project_id=1, learn_id=3, block_type="keras", fetched_at=datetime.now(UTC),
+                                endpoints=("keras",), snapshot_id="0" * 32)
+            DataStore(pafs.LocalFileSystem(), folder).lake.write_snapshot(
+                snapshot, flatten(snapshot, {"keras": body}))
         else:
             store = DataStore(pafs.LocalFileSystem(), folder)
-            store.store(block, datetime.now(UTC), {"keras": body})
+            store.save(block, datetime.now(UTC), {"keras": body})
         timings.append(time.perf_counter() - started)
         shutil.rmtree(folder)
     peak = _status_bytes("VmHWM")
@@ -78,14 +81,14 @@ def _warm_up(kind: str, block: object) -> None:
     import pyarrow.fs as pafs
 
     from bench.bodies import classifier_body, visual_anomaly_body
-    from ei_assets.ingest import DataStore
+    from ei_assets.store import DataStore
 
     for small in (classifier_body(200), visual_anomaly_body(50)):
         folder = tempfile.mkdtemp(prefix="ei-bench-warm-")
         if kind == "orjson":
             orjson.loads(small)
         else:
-            DataStore(pafs.LocalFileSystem(), folder).store(block, datetime.now(UTC), {"keras": small})
+            DataStore(pafs.LocalFileSystem(), folder).save(block, datetime.now(UTC), {"keras": small})
         shutil.rmtree(folder)
 
 

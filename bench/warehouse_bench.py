@@ -13,8 +13,9 @@ import duckdb
 
 from bench.bodies import classifier_body
 from ei_assets.datadir import DataDir
-from ei_assets.flatten import SnapshotSource
+from ei_assets.flatten import flatten
 from ei_assets.schema import SNAPSHOT_TABLES
+from ei_assets.snapshot import Snapshot
 
 SNAPSHOTS = 100
 PREDICTIONS = 100_002  # per snapshot, over its three model types
@@ -25,9 +26,10 @@ def make_lake(folder: str) -> DataDir:
     body = classifier_body(predictions=PREDICTIONS // 3)  # float32 + int8 + akida windows
     data = DataDir.open(folder)
     for index in range(SNAPSHOTS):
-        data.store.lake.write_snapshot(SnapshotSource(
-            f"{index:032x}", 1000 + index % 10, 3 + index // 10, "keras",
-            datetime.now(UTC), "raw/bench", {"keras": body}))
+        snapshot = Snapshot(project_id=1000 + index % 10, learn_id=3 + index // 10, block_type="keras",
+                            fetched_at=datetime.now(UTC), endpoints=("keras",),
+                            snapshot_id=f"{index:032x}")
+        data.store.lake.write_snapshot(snapshot, flatten(snapshot, {"keras": body}))
     return data
 
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -19,10 +20,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ei_assets.datadir import DataDir
+from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
 from ei_assets.rebuild import rebuild
-from ei_assets.settings import ConfigError, Settings
+from ei_assets.refresh import STATUSES
+from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT, ConfigError, Settings
 from ei_assets.simulator import FAULT_KINDS, FaultPlan, Simulator, WorldConfig
-from ei_assets.simulator.server import retrain
 from ei_assets.warehouse import ReadOnlyQueryError, WarehouseBusyError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
@@ -41,6 +43,13 @@ def _fault_rate(text: str) -> tuple[str, float]:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"rate must be in 0..1, got {value}")
     return kind, value
+
+
+def _block_key(text: str) -> str:
+    project, sep, learn = text.partition("-")
+    if not (sep and project.isdigit() and learn.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected PROJECT-LEARN as two numbers, e.g. 12345-3; got {text!r}")
+    return text
 
 
 def add_world_options(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Control endpoints under /_sim/ retrain blocks and inject faults at run time.",
     )
     simulate.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    simulate.add_argument("--port", type=int, default=8377,
+    simulate.add_argument("--port", type=int, default=DEFAULT_SIM_PORT,
                           help="port, 0 for any free one (default %(default)s)")
     add_world_options(simulate)
     faults = simulate.add_argument_group("faults")
@@ -127,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "set, the run is recorded there and shows in the Dagster UI. Exit 0: every "
                     "learn block refreshed; 1: some failed (all others saved); 2: configuration.",
     )
-    refresh.add_argument("--block", action="append", default=[], metavar="PROJECT-LEARN",
+    refresh.add_argument("--block", action="append", default=[], metavar="PROJECT-LEARN", type=_block_key,
                          help="refresh only this learn block, e.g. 12345-3 (repeatable; default all)")
     refresh.set_defaults(handler=cmd_refresh)
 
@@ -218,71 +227,57 @@ def _show_progress() -> None:
     progress.propagate = False
 
 
-def _refresh(blocks: list[str]) -> int:
-    from ei_assets.definitions import build_definitions, build_resources
+def _refresh(resources: dict[str, Any], blocks: list[str], home: str | None = None) -> int:
     from ei_assets.orchestration.refresh import instance_for_cli, run_refresh
 
-    settings = Settings.from_env()  # validates every variable before any request
     started = time.monotonic()
-    run_config = {"ops": {"metadata_snapshots": {"config": {"blocks": blocks}}}} if blocks else None
-    summary = run_refresh(build_definitions(build_resources()), instance_for_cli(), run_config)
-    counts = ", ".join(f"{summary.counts.get(k, 0)} {k}"
-                       for k in ("refreshed", "unchanged", "failed", "skipped"))
-    print(f"done in {time.monotonic() - started:.1f}s: {counts} "
-          f"(run {summary.run_id[:8]}, data in {settings.data_dir})")
-    for failure in summary.failures:
-        print(f"  failed: {failure}")
-    for error in summary.errors:
-        print(f"  error: {error}")
-    if summary.failures or summary.errors:
+    outcome = run_refresh(resources, instance_for_cli(home), blocks)
+    report = outcome.report
+    counts = report.counts() if report else {}
+    summary = ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)
+    print(f"done in {time.monotonic() - started:.1f}s: {summary} (run {outcome.run_id[:8]})")
+    problems = [f"  failed: {b.describe()}" for b in report.with_status("failed")] if report else []
+    problems += [f"  error: discovery: {error}" for error in (report.errors if report else [])]
+    problems += [f"  error: {error}" for error in outcome.step_errors]
+    if problems:
+        print("\n".join(problems))
         print("Fix or wait out the failures above and run `ei-assets refresh` again: "
               "blocks already saved are not fetched twice.")
-    return EXIT_OK if summary.all_refreshed else EXIT_PARTIAL
+    return EXIT_OK if outcome.all_refreshed else EXIT_PARTIAL
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
+    from ei_assets.definitions import build_resources
+
     _show_progress()
-    settings = Settings.from_env()
+    settings = Settings.from_env()  # fails fast, with exit 2, on a bad variable
     print(f"refreshing {len(settings.api_keys)} API key(s) from {settings.api_url} "
           f"into {settings.data_dir}")
-    return _refresh(args.block)
-
-
-DEMO_QUERY = """
-SELECT project_id || '-' || learn_id AS block, mcu AS target, engine,
-       round(accuracy_delta, 4) AS accuracy_delta, round(latency_ratio, 2) AS latency_x,
-       round(ram_ratio, 2) AS ram_x, round(rom_ratio, 2) AS rom_x,
-       round(prediction_agreement, 3) AS agreement
-FROM model_type_comparison
-WHERE model_type = 'int8' AND is_default
-  AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
-ORDER BY project_id, learn_id, engine
-"""
+    return _refresh(build_resources(), args.block)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _show_progress()
     from ei_assets.orchestration.refresh import ensure_instance_home
+    from ei_assets.orchestration.resources import DataDirResource, StudioResource
 
-    data_dir = os.environ.get("EI_DATA_DIR") or "./data"
-    os.environ.setdefault("DAGSTER_HOME", os.path.join(os.path.abspath(data_dir), "dagster_home"))
-    ensure_instance_home(os.environ["DAGSTER_HOME"])
+    _show_progress()
+    data_dir = os.path.abspath(os.environ.get("EI_DATA_DIR") or DEFAULT_DATA_DIR)
+    data = DataDir.open(data_dir)  # checks the folder before the simulator starts
+    home = ensure_instance_home(os.environ.get("DAGSTER_HOME") or os.path.join(data_dir, "dagster_home"))
     with Simulator(WorldConfig(seed=args.seed, profiling_seconds=0.0)) as sim:
-        os.environ["EI_API_URL"] = sim.url
-        os.environ["EI_API_KEY"] = ",".join(sim.api_keys)
-        os.environ["EI_DATA_DIR"] = data_dir
+        resources = {"studio": StudioResource(api_key=",".join(sim.api_keys), api_url=sim.url),
+                     "data_dir": DataDirResource(data_dir=data_dir)}
         blocks = len(sim.world.blocks())
         print(f"Studio simulator on {sim.url}: {len(sim.world.projects)} projects, "
               f"{blocks} learn blocks; data in {data_dir}")
         print("\n== refresh 1 of 2")
-        first = _refresh([])
-        retrained = retrain(sim.world)
+        first = _refresh(resources, [], home)
+        retrained = sim.world.retrain_matching()
         print(f"\n== the simulator retrained {len(retrained)} learn blocks; refresh 2 of 2")
-        second = _refresh([])
-    data = DataDir.open(data_dir)
-    print("\n== int8 against float32 at each block's default target, latest models "
-          "(ratios: int8 / float32)")
-    print_table(data.warehouse.query(DEMO_QUERY))
+        second = _refresh(resources, [], home)
+    print("\n== int8 against float32 (and other model types) at each block's default target, "
+          "latest models (ratios: model type / float32)")
+    print_table(data.warehouse.query(LATEST_DEFAULT_TARGET_COMPARISON))
     regressions = data.warehouse.query(
         "SELECT count(*) AS n FROM model_type_trend WHERE is_regression").column("n")[0].as_py()
     prog = "ei-assets" if shutil.which("ei-assets") else ".venv/bin/ei-assets"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from ei_assets.ingest import DataStore
 from ei_assets.settings import ConfigError, resolve_data_dir
+from ei_assets.store import DataStore
 from ei_assets.warehouse import Thresholds, Warehouse
 
 

@@ -1,17 +1,17 @@
 """The Dagster code location: `dagster dev -w workspace.yaml`, `ei-assets refresh` and the tests all
 load these same definitions."""
 
+from __future__ import annotations
 
 import os
+from typing import Any
 
 import dagster as dg
 
 from ei_assets.orchestration.assets import (
     comparison_views,
-    lake_tables,
     learn_block_metadata,
-    learn_blocks,
-    metadata_snapshots,
+    studio_refresh,
     warehouse_tables,
 )
 from ei_assets.orchestration.automation import (
@@ -21,32 +21,41 @@ from ei_assets.orchestration.automation import (
     refresh_job,
 )
 from ei_assets.orchestration.checks import CHECKS
-from ei_assets.orchestration.resources import DataDirResource, StudioResource
+from ei_assets.orchestration.resources import DataDirResource, ReportSink, StudioResource
 from ei_assets.settings import DEFAULT_API_URL, DEFAULT_DATA_DIR, DEFAULT_MAX_CONCURRENCY
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
-    """The key stays an EnvVar (shown by name in the UI); the rest are plain, non-secret settings."""
+def _env(name: str, default: Any, kind: type = str) -> Any:
+    """The variable as a Dagster EnvVar (read, and validated by the resource, when a run starts);
+    the default when it is not set at all. Only presence is looked at here, never the value."""
+    if not os.environ.get(name):
+        return default
+    return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+
+
+def build_resources() -> dict[str, Any]:
+    """Every setting from the environment, as the contract names it (../shared/CONTRACT.md)."""
     return {
         "studio": StudioResource(
             api_key=dg.EnvVar("EI_API_KEY"),
-            api_url=os.environ.get("EI_API_URL") or DEFAULT_API_URL,
-            max_concurrency=int(os.environ.get("EI_MAX_CONCURRENCY") or DEFAULT_MAX_CONCURRENCY),
+            api_url=_env("EI_API_URL", DEFAULT_API_URL),
+            max_concurrency=_env("EI_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, int),
         ),
-        "data_dir": DataDirResource(
-            data_dir=os.path.abspath(os.environ.get("EI_DATA_DIR") or DEFAULT_DATA_DIR)),
+        "data_dir": DataDirResource(data_dir=_env("EI_DATA_DIR", DEFAULT_DATA_DIR)),
     }
 
 
-def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
+def build_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions:
+    """The definitions over `resources` (default: from the environment); a `report_sink` is added
+    when none is given."""
     return dg.Definitions(
-        assets=[learn_blocks, metadata_snapshots, learn_block_metadata, lake_tables,
-                warehouse_tables, comparison_views],
+        assets=[studio_refresh, learn_block_metadata, warehouse_tables, comparison_views],
         asset_checks=CHECKS,
         jobs=[refresh_job],
         schedules=[daily_refresh],
         sensors=[learn_block_partitions_sensor, profiling_pending_sensor],
-        resources=resources if resources is not None else build_resources(),
+        resources={"report_sink": ReportSink(),
+                   **(resources if resources is not None else build_resources())},
     )
 
 

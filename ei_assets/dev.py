@@ -6,18 +6,19 @@ import subprocess
 import sys
 
 from ei_assets.orchestration.refresh import ensure_instance_home
+from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT
 from ei_assets.simulator import Simulator, WorldConfig
 
 
 def main() -> int:
     env = dict(os.environ)
-    data_dir = env.get("EI_DATA_DIR") or "./data"
+    data_dir = env.get("EI_DATA_DIR") or DEFAULT_DATA_DIR
     env["DAGSTER_HOME"] = ensure_instance_home(
         env.get("DAGSTER_HOME") or os.path.join(os.path.abspath(data_dir), "dagster_home"))
     simulator = None
     if not env.get("EI_API_KEY"):
-        port = int(env.get("SIM_PORT") or 8377)
-        simulator = Simulator(WorldConfig(profiling_seconds=120.0), port=port,
+        simulator = Simulator(WorldConfig(profiling_seconds=120.0),
+                              port=int(env.get("SIM_PORT") or DEFAULT_SIM_PORT),
                               retrain_every=600.0).start()
         env["EI_API_URL"] = simulator.url
         env["EI_API_KEY"] = ",".join(simulator.api_keys)

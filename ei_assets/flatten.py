@@ -12,10 +12,9 @@ fields, new model types. A document that cannot be read raises DocumentError nam
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgspec
 import numpy as np
@@ -23,12 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from ei_assets.schema import TABLES
-from ei_assets.snapshot import _batches as batches
+from ei_assets.chunks import byte_ranges, sizes_of
+from ei_assets.schema import PREDICTION_PARSE_SCHEMA, REQUIRED_PREDICTION_FIELDS, TABLES
+from ei_assets.snapshot import Snapshot
 
 CHUNK_BYTES = 2 << 20  # predictions joined for one parse: bounds the extra copy
+T = TypeVar("T")
 BLOCK_BYTES = 1 << 19  # pyarrow parses blocks of this size, in parallel: bounds its buffers
-ENGINES = ("tflite", "eon", "eon_ram_optimized")
+ENGINES = ("tflite", "eon", "eon_ram_optimized")  # the API's field names, and `engine` values
 
 
 class DocumentError(ValueError):
@@ -132,57 +133,34 @@ class _Gmm(msgspec.Struct):
     error: str | None = None
 
 
-PREDICTION_SCHEMA = pa.schema([
-    pa.field("sampleId", pa.int64()),
-    pa.field("startMs", pa.float64()),
-    pa.field("endMs", pa.float64()),
-    pa.field("label", pa.string()),
-    pa.field("prediction", pa.string()),
-    pa.field("predictionCorrect", pa.bool_()),
-    pa.field("expectedAnomalyOutcome", pa.string()),
-    pa.field("f1Score", pa.float64()),
-    pa.field("anomalyScores", pa.list_(pa.list_(pa.float32()))),
-    pa.field("boundingBoxes", pa.list_(pa.struct([
-        pa.field("label", pa.string()),
-        pa.field("x", pa.float64()),
-        pa.field("y", pa.float64()),
-        pa.field("width", pa.float64()),
-        pa.field("height", pa.float64()),
-        pa.field("score", pa.float64()),
-    ]))),
-])
-_REQUIRED_PREDICTION_FIELDS = ("sampleId", "startMs", "endMs", "prediction")
-
-
-@dataclass(frozen=True)
-class SnapshotSource:
-    """A snapshot to flatten: its identity and the body of each endpoint that describes it."""
-
-    snapshot_id: str
-    project_id: int
-    learn_id: int
-    block_type: str
-    fetched_at: datetime
-    raw_path: str
-    bodies: Mapping[str, bytes]  # endpoint name -> body: "anomaly"|"keras" first, maybe "gmm"
+# Decoders are built once, at import: msgspec then never builds a type's decoding plan lazily
+# while several fetch threads decode at once.
+_decode_metadata = msgspec.json.Decoder(_Metadata).decode
+_decode_gmm = msgspec.json.Decoder(_Gmm).decode
+_decode_axes = msgspec.json.Decoder(list[int]).decode
 
 
 Batch = tuple[str, pa.Table]
 
 
-def flatten(source: SnapshotSource) -> Iterator[Batch]:
+# flatten yields these first, so a caller that needs only them stops before the predictions
+SUMMARY_TABLES = ("model_metrics", "on_device_performance")
+
+
+def flatten(snapshot: Snapshot, bodies: Mapping[str, bytes]) -> Iterator[Batch]:
     """Yield (table name, rows) for every table; predictions come in several chunks.
 
+    `bodies` maps each of the snapshot's endpoints to its body, primary ("anomaly", "keras") first.
     Callers must treat the output as all-or-nothing: a DocumentError may come after some batches.
     """
-    primary = next(name for name in source.bodies if name != "gmm")
-    doc = _decode(primary, source.bodies[primary], _Metadata)
+    primary = next(name for name in bodies if name != "gmm")
+    doc = _decode(primary, bodies[primary], _decode_metadata)
     if doc.success is False:
         raise DocumentError(primary, "$.success", f"API reported failure: {doc.error or '(no text)'}")
     if doc.created is None:
         raise DocumentError(primary, "$.created", "the training date is missing")
-    gmm = _decode("gmm", source.bodies["gmm"], _Gmm) if "gmm" in source.bodies else None
-    keys = _Keys(source)
+    gmm = _decode("gmm", bodies["gmm"], _decode_gmm) if "gmm" in bodies else None
+    keys = _Keys(snapshot)
     metrics = doc.model_validation_metrics or []
 
     yield "model_metrics", _model_metrics(keys, metrics)
@@ -195,16 +173,16 @@ def flatten(source: SnapshotSource) -> Iterator[Batch]:
     yield "clusters", _clusters(keys, doc.clusters or [])
     if gmm is not None:
         yield "gmm_components", _gmm_components(keys, gmm)
-    has_newlines = b"\n" in source.bodies[primary]
+    has_newlines = b"\n" in bodies[primary]
     for index, entry in enumerate(metrics):
         yield from _predictions(keys, entry, f"$.modelValidationMetrics[{index}].predictions",
                                 primary, has_newlines)
-    yield "snapshots", _snapshot(source, doc, primary)
+    yield "snapshots", _snapshot(snapshot, doc, primary)
 
 
-def _decode(endpoint: str, body: bytes, doc_type: type[Any]) -> Any:
+def _decode(endpoint: str, body: bytes, decode: Callable[[bytes], T]) -> T:
     try:
-        return msgspec.json.decode(body, type=doc_type)
+        return decode(body)
     except msgspec.ValidationError as exc:
         message = str(exc)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
@@ -216,12 +194,12 @@ def _decode(endpoint: str, body: bytes, doc_type: type[Any]) -> Any:
 class _Keys:
     """The key columns every row of a snapshot carries."""
 
-    def __init__(self, source: SnapshotSource) -> None:
-        self.snapshot_id = source.snapshot_id
-        self.project_id = int(source.project_id)
-        self.learn_id = int(source.learn_id)
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot_id = snapshot.snapshot_id
+        self.project_id = int(snapshot.project_id)
+        self.learn_id = int(snapshot.learn_id)
 
-    def columns(self, n: int, model_types: list[str] | pa.Array | None = None) -> dict[str, Any]:
+    def columns(self, n: int, model_types: list[str] | pa.Array[Any] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "snapshot_id": _constant(self.snapshot_id, pa.string(), n),
             "project_id": _constant(self.project_id, pa.int64(), n),
@@ -232,13 +210,14 @@ class _Keys:
         return out
 
 
-def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
-    return pa.nulls(n, type_).fill_null(pa.scalar(value, type_))
+def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array[Any]:
+    column: pa.Array[Any] = pa.repeat(pa.scalar(value, type_), n)  # type: ignore[call-overload]  # stubs lack the Scalar overload
+    return column
 
 
 def _table(name: str, columns: Mapping[str, Any]) -> pa.Table:
     """A table of the declared schema; columns are Arrow arrays or Python lists."""
-    schema = TABLES[name].schema
+    schema = TABLES[name].arrow_schema
     arrays = []
     for field in schema:
         value = columns[field.name]
@@ -251,7 +230,7 @@ def _table(name: str, columns: Mapping[str, Any]) -> pa.Table:
 
 def _rows(name: str, keys: _Keys, rows: list[dict[str, Any]], per_model_type: bool = True) -> pa.Table:
     """A small table from Python rows (a few per target or class: not a hot path)."""
-    schema = TABLES[name].schema
+    schema = TABLES[name].arrow_schema
     columns: dict[str, Any] = keys.columns(len(rows), [r["model_type"] for r in rows]
                                            if per_model_type else None)
     for field in schema:
@@ -382,16 +361,16 @@ def _gmm_components(keys: _Keys, gmm: _Gmm) -> pa.Table:
     ], per_model_type=False)
 
 
-def _snapshot(source: SnapshotSource, doc: _Metadata, endpoint: str) -> pa.Table:
+def _snapshot(snapshot: Snapshot, doc: _Metadata, endpoint: str) -> pa.Table:
     created = doc.created
     assert created is not None
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
-    keys = _Keys(source)
+    keys = _Keys(snapshot)
     return _rows("snapshots", keys, [{
-        "block_type": source.block_type,
+        "block_type": snapshot.block_type,
         "model_created_at": created.astimezone(UTC),
-        "fetched_at": source.fetched_at.astimezone(UTC),
+        "fetched_at": snapshot.fetched_at.astimezone(UTC),
         "recommended_model_type": doc.recommended_model_type,
         "available_model_types": doc.available_model_types,
         "has_trained_model": doc.has_trained_model,
@@ -401,7 +380,7 @@ def _snapshot(source: SnapshotSource, doc: _Metadata, endpoint: str) -> pa.Table
         "mean": doc.mean,
         "mode": doc.mode,
         "class_names": doc.class_names,
-        "raw_path": source.raw_path,
+        "raw_path": snapshot.raw_path,
     }], per_model_type=False)
 
 
@@ -410,7 +389,7 @@ def _axes(axes: list[int] | str | None, endpoint: str) -> list[int] | None:
         return axes
     text = axes.strip().strip("`").strip()
     try:
-        return msgspec.json.decode(text, type=list[int])
+        return _decode_axes(text)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise DocumentError(endpoint, "$.axes", f"expected a list of axis indexes, got {axes!r}") from None
 
@@ -439,8 +418,7 @@ def _predictions(
 ) -> Iterator[Batch]:
     """Parse the prediction objects in groups of about CHUNK_BYTES, each streamed in blocks."""
     raws = metrics.predictions or []
-    sizes = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-    for start, stop in batches(sizes, CHUNK_BYTES):
+    for start, stop in byte_ranges(sizes_of(raws), CHUNK_BYTES):
         group = raws[start:stop]
         seen = 0
         for rows in _parse_predictions(group, path, start, endpoint, has_newlines):
@@ -458,10 +436,10 @@ def _parse_predictions(
     ndjson = b"\n".join(group)  # Raw slices are buffers: joined in C, no per-item Python
     try:
         reader = pajson.open_json(
-            pa.BufferReader(ndjson),
+            pa.BufferReader(ndjson),  # type: ignore[arg-type]  # stubs omit pyarrow's own NativeFile
             read_options=pajson.ReadOptions(use_threads=True, block_size=BLOCK_BYTES),
             parse_options=pajson.ParseOptions(
-                explicit_schema=PREDICTION_SCHEMA,
+                explicit_schema=PREDICTION_PARSE_SCHEMA,
                 unexpected_field_behavior="ignore",
                 newlines_in_values=has_newlines,
             ),
@@ -472,29 +450,38 @@ def _parse_predictions(
         raise _locate_prediction_error(group, path, offset, endpoint, str(exc)) from None
 
 
-class _PredictionCheck(msgspec.Struct, rename="camel"):
-    """The prediction fields as the lake types them; used only to locate a parse error."""
+def _python_type(arrow: pa.DataType) -> Any:
+    """The msgspec type that accepts what pyarrow's JSON reader accepts for an Arrow type."""
+    if pa.types.is_list(arrow):
+        return list[_python_type(arrow.value_type)]  # type: ignore[misc]  # a type built at run time, for msgspec.defstruct
+    if pa.types.is_struct(arrow):
+        return dict[str, Any]
+    if pa.types.is_integer(arrow):
+        return int
+    if pa.types.is_floating(arrow):
+        return float
+    if pa.types.is_boolean(arrow):
+        return bool
+    return str
 
-    sample_id: int
-    start_ms: float
-    end_ms: float
-    prediction: str
-    label: str | None = None
-    prediction_correct: bool | None = None
-    expected_anomaly_outcome: str | None = None
-    f1_score: float | None = None
-    anomaly_scores: list[list[float]] | None = None
-    bounding_boxes: list[dict[str, Any]] | None = None
+
+# The prediction object as the lake types it, derived from the parse schema; used only to locate
+# a parse error (the slow path).
+_PredictionCheck = msgspec.defstruct("_PredictionCheck", [
+    (f.name, _python_type(f.type)) if f.name in REQUIRED_PREDICTION_FIELDS
+    else (f.name, _python_type(f.type) | None, None)
+    for f in sorted(PREDICTION_PARSE_SCHEMA, key=lambda f: f.name not in REQUIRED_PREDICTION_FIELDS)
+])
+_check_prediction = msgspec.json.Decoder(_PredictionCheck).decode
 
 
 def _locate_prediction_error(
     group: list[msgspec.Raw], path: str, offset: int, endpoint: str, arrow_message: str
 ) -> DocumentError:
     """The slow path, taken only for a broken document: find the first prediction that fails."""
-    decoder = msgspec.json.Decoder(_PredictionCheck)
     for index, raw in enumerate(group):
         try:
-            decoder.decode(raw)
+            _check_prediction(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             message = str(exc)
             inner = message.rsplit(" - at `$", 1)[1].rstrip("`") if " - at `$" in message else ""
@@ -505,7 +492,7 @@ def _locate_prediction_error(
 
 
 def _check_required(rows: pa.Table, path: str, offset: int, endpoint: str) -> None:
-    for name in _REQUIRED_PREDICTION_FIELDS:
+    for name in REQUIRED_PREDICTION_FIELDS:
         column = rows.column(name)
         if column.null_count:
             first = pc.index(pc.is_null(column), True).as_py()
@@ -516,8 +503,9 @@ def _prediction_tables(keys: _Keys, model_type: str, rows: pa.Table) -> Iterator
     n = rows.num_rows
     key_columns = keys.columns(n, _constant(model_type, pa.string(), n))
     window = {"sample_id": rows["sampleId"], "start_ms": rows["startMs"], "end_ms": rows["endMs"]}
-    grids = rows["anomalyScores"].combine_chunks()
-    boxes = rows["boundingBoxes"].combine_chunks()
+    # the parse schema makes these a list<list<float>> and a list<struct> column
+    grids = cast("pa.ListArray[Any]", rows["anomalyScores"].combine_chunks())
+    boxes = cast("pa.ListArray[Any]", rows["boundingBoxes"].combine_chunks())
     score_max, score_mean = _grid_max_mean(grids)
     yield "predictions", _table("predictions", key_columns | window | {
         "label": rows["label"],
@@ -535,13 +523,14 @@ def _prediction_tables(keys: _Keys, model_type: str, rows: pa.Table) -> Iterator
         kept = pc.filter(grids, has_grid)
         yield "anomaly_scores", _table("anomaly_scores", picked | {
             "grid_rows": pc.list_value_length(kept),
-            "grid_cols": pc.list_value_length(pc.list_element(kept, 0)) if len(kept) else
+            "grid_cols": pc.list_value_length(cast("pa.ListArray[Any]", pc.list_element(kept, 0)))
+            if len(kept) else
             pa.array([], pa.int32()),
             "scores": kept,
         })
     if pc.sum(pc.list_value_length(boxes)).as_py():
         parents = pc.list_parent_indices(boxes)
-        flat = pc.list_flatten(boxes)
+        flat = cast("pa.StructArray", pc.list_flatten(boxes))
         offsets = boxes.offsets.to_numpy()[:-1]
         parent_np = parents.to_numpy()
         box_index = np.arange(len(parent_np)) - offsets[parent_np]
@@ -552,12 +541,13 @@ def _prediction_tables(keys: _Keys, model_type: str, rows: pa.Table) -> Iterator
         })
 
 
-def _grid_max_mean(grids: pa.ListArray) -> tuple[pa.Array, pa.Array]:
+def _grid_max_mean(grids: pa.ListArray[Any]) -> tuple[pa.Array[Any], pa.Array[Any]]:
     """Per-prediction max and mean over its grid, as numpy segment reductions over Arrow buffers."""
     n = len(grids)
     grid_rows = grids.offsets.to_numpy()  # grid i spans rows grid_rows[i]:grid_rows[i+1]
-    row_cells = grids.values.offsets.to_numpy()  # row j spans cells row_cells[j]:row_cells[j+1]
-    values = grids.values.values.to_numpy(zero_copy_only=False)
+    grid_values = cast("pa.ListArray[Any]", grids.values)
+    row_cells = grid_values.offsets.to_numpy()  # row j spans cells row_cells[j]:row_cells[j+1]
+    values = grid_values.values.to_numpy(zero_copy_only=False)
     first, last = row_cells[grid_rows[:-1]], row_cells[grid_rows[1:]]
     has_cells = (last > first) & pc.is_valid(grids).to_numpy(zero_copy_only=False)
     maxima = np.zeros(n, dtype=np.float32)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ei_assets.flatten import DocumentError
-from ei_assets.ingest import DataStore
 from ei_assets.storage import exists
+from ei_assets.store import DataStore
 from ei_assets.warehouse import LoadReport, Warehouse
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,11 @@ def rebuild(
         archived = list(store.raw.snapshots())
         for index, snapshot in enumerate(archived, start=1):
             try:
-                store.restore(snapshot)
+                store.reflatten(snapshot)
                 report.snapshots += 1
             except DocumentError as exc:
-                report.failed.append(f"{snapshot.path}: {exc}")
-                log.warning("rebuild: %s: %s", snapshot.path, exc)
+                report.failed.append(f"{snapshot.raw_path}: {exc}")
+                log.warning("rebuild: %s: %s", snapshot.raw_path, exc)
             if progress is not None:
                 progress(index, len(archived))
         report.load = warehouse.load()

@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 DEFAULT_API_URL = "https://studio.edgeimpulse.com/v1"
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_SIM_PORT = 8377  # `ei-assets simulate` and `make dev`
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""Snapshot ids: the SHA-256 of a response after canonical JSON serialisation.
+"""What a snapshot is: its record (`Snapshot`) and its id, the SHA-256 of the canonical JSON.
 
 Canonical means: object keys sorted, no insignificant whitespace, numbers and strings as msgspec
 writes them. The same model state therefore always gets the same id, whatever the server's key
@@ -14,11 +14,33 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 import msgspec
-import numpy as np
+
+from ei_assets.chunks import byte_ranges, sizes_of
+from ei_assets.storage import block_dir, snapshot_part
+
+RAW_DIR = "raw"  # the raw archive's folder under the data dir
 
 SMALL = 1 << 16
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One distinct state of a learn block's metadata: the one record the raw archive's marker
+    file, the flattener and rebuilds all use."""
+
+    project_id: int
+    learn_id: int
+    block_type: str
+    fetched_at: datetime  # first fetch that returned this state
+    endpoints: tuple[str, ...]  # the endpoint names whose bodies describe it, primary first
+    snapshot_id: str = ""  # markers written before the id was stored get it from their folder
+
+    @property
+    def raw_path(self) -> str:
+        """The archive folder, relative to the data dir: raw/project_id=P/learn_id=L/<id>."""
+        return f"{block_dir(RAW_DIR, self.project_id, self.learn_id)}/{snapshot_part(self.snapshot_id)}"
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decode_any = msgspec.json.Decoder().decode
@@ -50,10 +72,10 @@ def write_canonical(raw: bytes | msgspec.Raw, sink: Sink) -> None:
 
 def _write_array(items: list[msgspec.Raw], sink: Sink) -> None:
     """Items are canonicalised in batches of about SMALL bytes; larger items one level deeper."""
-    sizes = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    sizes = sizes_of(items)
     sink(b"[")
     wrote = False
-    for start, stop in _batches(sizes, SMALL):
+    for start, stop in byte_ranges(sizes, SMALL):
         sink(b"," if wrote else b"")
         if stop - start == 1 and sizes[start] > SMALL:
             write_canonical(items[start], sink)
@@ -62,26 +84,6 @@ def _write_array(items: list[msgspec.Raw], sink: Sink) -> None:
             sink(_encoder.encode(_decode_any(joined))[1:-1])
         wrote = True
     sink(b"]")
-
-
-def _batches(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
-    """Consecutive (start, stop) ranges of about `limit` bytes; an item above it stands alone."""
-    bounds: list[tuple[int, int]] = []
-    start, n = 0, len(sizes)
-    ends = np.cumsum(sizes)
-    while start < n:
-        if sizes[start] > limit:
-            stop = start + 1
-        else:
-            base = ends[start - 1] if start else 0
-            stop = int(np.searchsorted(ends, base + limit, side="right"))
-            stop = max(stop, start + 1)
-            big = np.flatnonzero(sizes[start:stop] > limit)
-            if len(big):
-                stop = start + int(big[0])
-        bounds.append((start, stop))
-        start = stop
-    return bounds
 
 
 def canonical_json(raw: bytes) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,18 +23,18 @@ import pyarrow as pa
 
 from ei_assets.lake import Lake
 from ei_assets.raw_archive import RawArchive
-from ei_assets.schema import COMMIT_TABLE, SNAPSHOT_TABLES, TABLES
+from ei_assets.schema import COMMIT_TABLE, LOG_TABLES, SNAPSHOT_TABLES, TABLES, VIEWS, Relation
+
+__all__ = ["DATABASE_FILE", "LoadReport", "ReadOnlyQueryError", "Thresholds", "Warehouse",
+           "WarehouseBusyError"]
 
 log = logging.getLogger(__name__)
 
 DATABASE_FILE = "ei.duckdb"
-LOG_TABLES = ("fetch_log", "discoveries")
-VIEWS = ("latest_snapshots", "prediction_agreement", "model_type_comparison", "model_type_trend",
-         "prediction_disagreements")
-CONTRACT_TABLES = (*SNAPSHOT_TABLES, "fetch_log", "learn_blocks")
+LOADED_FILES = "_loaded_files"  # bookkeeping: run log files already loaded
 
 LEARN_BLOCKS_SQL = """
-CREATE OR REPLACE TABLE learn_blocks AS
+INSERT INTO learn_blocks BY NAME
 WITH latest AS (
     SELECT *, row_number() OVER (PARTITION BY project_id, learn_id ORDER BY seen_at DESC) AS rank_
     FROM discoveries
@@ -129,20 +129,22 @@ class Warehouse:
     # ---- schema -----------------------------------------------------------------------------
 
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
-        for name in (*SNAPSHOT_TABLES, *LOG_TABLES):
-            empty = TABLES[name].schema.empty_table()
-            con.register("_empty", empty)
-            con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM _empty')
-            con.unregister("_empty")
-        con.execute("ALTER TABLE snapshots ADD COLUMN IF NOT EXISTS first_fetched_at TIMESTAMPTZ")
-        con.execute("ALTER TABLE snapshots ADD COLUMN IF NOT EXISTS last_fetched_at TIMESTAMPTZ")
-        con.execute("CREATE TABLE IF NOT EXISTS _loaded_files (path VARCHAR PRIMARY KEY, "
+        """Every table of the registry (with columns added since it was created), the views, and
+        every description as a DuckDB comment."""
+        have = {(t, c) for t, c in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main'"
+        ).fetchall()}
+        for table in TABLES.values():
+            con.execute(create_table_sql(table))
+            for column in table.all_columns:
+                if (table.name, column.name) not in have:
+                    con.execute(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS '
+                                f'"{column.name}" {column.sql_type}')
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LOADED_FILES} (path VARCHAR PRIMARY KEY, "
                     "loaded_at TIMESTAMPTZ DEFAULT current_timestamp)")
-        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'learn_blocks'"
-                             ).fetchone()
-        if not exists or not exists[0]:
-            con.execute(LEARN_BLOCKS_SQL)
         con.execute(self._views_sql())
+        for relation in (*TABLES.values(), *VIEWS.values()):
+            con.execute(comments_sql(relation))
 
     def _views_sql(self) -> str:
         text = resources.files("ei_assets").joinpath("sql/views.sql").read_text()
@@ -159,7 +161,7 @@ class Warehouse:
             loaded = {row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()}
             committed = {_snapshot_of(path): path for path in self.lake.files(COMMIT_TABLE)}
             new = {sid for sid in committed if sid not in loaded}
-            done_files = {row[0] for row in con.execute("SELECT path FROM _loaded_files").fetchall()}
+            done_files = {row[0] for row in con.execute(f"SELECT path FROM {LOADED_FILES}").fetchall()}
             log_files = {t: sorted(p for p in self.raw.log_files(t) if p not in done_files)
                          for t in LOG_TABLES}
             con.begin()
@@ -174,9 +176,10 @@ class Warehouse:
                     if not files:
                         continue
                     report.rows[table] = self._insert(con, table, files)
-                    con.execute("INSERT INTO _loaded_files (path) SELECT unnest(?)", [files])
+                    con.execute(f"INSERT INTO {LOADED_FILES} (path) SELECT unnest(?)", [files])
                     report.log_files += len(files)
                 if log_files["discoveries"]:
+                    con.execute("DELETE FROM learn_blocks")
                     con.execute(LEARN_BLOCKS_SQL)
                 con.execute(FETCH_TIMES_SQL)
                 con.commit()
@@ -190,7 +193,7 @@ class Warehouse:
     def _insert(self, con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> int:
         if not files:
             return 0
-        if table not in TABLES:
+        if table not in TABLES:  # the name goes into SQL text: only registry names may
             raise ValueError(f"unknown table {table!r}")
         inserted = con.execute(  # DuckDB answers an INSERT with the number of rows inserted
             f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(?, hive_partitioning = false)',
@@ -203,13 +206,23 @@ class Warehouse:
         with self.connect() as con:
             for view in VIEWS:
                 con.execute(f'DROP VIEW IF EXISTS "{view}"')
-            for table in (*SNAPSHOT_TABLES, *LOG_TABLES, "learn_blocks", "_loaded_files"):
+            for table in (*TABLES, LOADED_FILES):
                 con.execute(f'DROP TABLE IF EXISTS "{table}"')
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def query(self, sql: str) -> pa.Table:
-        """Run one read-only SELECT and return its result as Arrow."""
+    def row_counts(self, names: Iterable[str]) -> dict[str, int]:
+        """Rows of each named table or view of the registry."""
+        names = list(names)
+        unknown = [n for n in names if n not in TABLES and n not in VIEWS]
+        if unknown:  # names go into SQL text: only registry names may
+            raise ValueError(f"not a warehouse table or view: {', '.join(unknown)}")
+        sql = " UNION ALL ".join(f"SELECT '{n}' AS name, count(*) AS n FROM \"{n}\"" for n in names)
+        with self.connect(read_only=True) as con:
+            return {name: int(n) for name, n in con.execute(sql).fetchall()}
+
+    def query(self, sql: str, params: Sequence[object] | None = None) -> pa.Table:
+        """Run one read-only SELECT (with `?` parameters) and return its result as Arrow."""
         with self.connect(read_only=True) as con:
             statements = con.extract_statements(sql)
             if len(statements) != 1:
@@ -219,7 +232,27 @@ class Warehouse:
                     f"only SELECT queries are allowed here, not {statements[0].type.name}; "
                     "the warehouse is written by `ei-assets refresh` and `ei-assets rebuild`"
                 )
-            return con.sql(sql).to_arrow_table()
+            result: pa.Table = con.sql(sql, params=params).to_arrow_table()
+            return result
+
+
+def sql_text(value: str) -> str:
+    """A string literal for DDL that takes no parameters (our own descriptions only)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def create_table_sql(table: Relation) -> str:
+    columns = ", ".join(f'"{c.name}" {c.sql_type}{"" if c.nullable else " NOT NULL"}'
+                        for c in table.all_columns)
+    return f'CREATE TABLE IF NOT EXISTS "{table.name}" ({columns})'
+
+
+def comments_sql(relation: Relation) -> str:
+    kind = "VIEW" if relation.is_view else "TABLE"
+    statements = [f'COMMENT ON {kind} "{relation.name}" IS {sql_text(relation.description)}']
+    statements += [f'COMMENT ON COLUMN "{relation.name}"."{c.name}" IS {sql_text(c.description)}'
+                   for c in relation.all_columns]
+    return ";\n".join(statements)
 
 
 def _snapshot_of(path: str) -> str:

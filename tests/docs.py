@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from ei_assets.snapshot import Snapshot, snapshot_id
 
 
 def perf(mcu: str, *, default: bool = False, latency: float = 10, ram: int = 1000, rom: int = 4000,
@@ -105,3 +108,11 @@ def variant(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(doc)
     out.update(changes)
     return out
+
+
+def snapshot_of(bodies: dict[str, bytes], block_type: str = "keras", project_id: int = 7,
+                learn_id: int = 3, fetched_at: datetime | None = None) -> Snapshot:
+    """The Snapshot record of some encoded bodies, as the store would make it."""
+    return Snapshot(project_id=project_id, learn_id=learn_id, block_type=block_type,
+                    fetched_at=fetched_at or datetime(2026, 11, 1, tzinfo=UTC),
+                    endpoints=tuple(bodies), snapshot_id=snapshot_id(bodies))

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpx
 import pytest
 
 from ei_assets.settings import ApiKey
@@ -28,6 +29,7 @@ from ei_assets.studio import (
     RetryPolicy,
     StudioClient,
     StudioError,
+    StudioResponse,
     UnknownBlockTypeError,
     metadata_endpoints,
     parse_retry_after,
@@ -37,6 +39,11 @@ from ei_assets.studio import (
 def fast_retry(attempts: int = 4) -> RetryPolicy:
     return RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_max=0.05,
                        rng=random.Random(0))
+
+
+def fetch_all(client: StudioClient, key: ApiKey, block: LearnBlock) -> list[StudioResponse]:
+    """Every metadata response of a block, primary first, as the refresh fetches them."""
+    return [client.fetch_endpoint(key, block, endpoint) for endpoint in metadata_endpoints(block.block_type)]
 
 
 def first_block(client: StudioClient, keys: list[ApiKey], block_type: str) -> tuple[ApiKey, LearnBlock]:
@@ -70,18 +77,19 @@ def test_block_type_decides_endpoints_and_unknown_types_are_reported() -> None:
 def test_fetch_returns_exact_body_bytes_for_each_endpoint(sim: Simulator, keys: list[ApiKey]) -> None:
     with StudioClient(sim.url) as client:
         key, block = first_block(client, keys, "anomaly-gmm")
-        responses = client.fetch_metadata(key, block)
+        responses = fetch_all(client, key, block)
     assert [r.endpoint for r in responses] == ["anomaly", "gmm"]
     assert responses[1].json()["weights"]
-    served = sim.server.cache.get(("gmm", block.project_id, block.learn_id, 1), lambda: None)
-    assert responses[1].body == served
+    served = httpx.get(f"{sim.url}/api/{block.project_id}/training/anomaly/{block.learn_id}/gmm/metadata",
+                       headers={"x-api-key": key.reveal()})
+    assert responses[1].body == served.content
     assert all(r.status == 200 and r.attempts == 1 for r in responses)
 
 
 def test_keras_metadata_is_asked_without_labels(sim: Simulator, keys: list[ApiKey]) -> None:
     with StudioClient(sim.url) as client:
         key, block = first_block(client, keys, "keras")
-        (response,) = client.fetch_metadata(key, block)
+        (response,) = fetch_all(client, key, block)
     assert response.json()["labels"] == []
 
 
@@ -91,7 +99,7 @@ def test_transient_faults_are_retried_and_recovered(kind: str, keys: list[ApiKey
         sim.faults.script(r"/training/", [kind, kind])
         with StudioClient(sim.url, timeout=0.3, retry=fast_retry()) as client:
             key, block = first_block(client, [ApiKey(k, "#") for k in sim.api_keys], "keras")
-            (response,) = client.fetch_metadata(key, block)
+            (response,) = fetch_all(client, key, block)
     assert response.attempts == 3
     assert response.json()["success"] is True
 
@@ -103,7 +111,7 @@ def test_persistent_faults_exhaust_retries_with_a_clear_error(kind: str) -> None
         with StudioClient(sim.url, retry=fast_retry(3)) as client:
             key, block = first_block(client, [ApiKey(k, "#") for k in sim.api_keys], "keras")
             with pytest.raises(RetriesExhaustedError) as raised:
-                client.fetch_metadata(key, block)
+                fetch_all(client, key, block)
         sim.wait_idle()
         training = [r for r in sim.stats.requests if "/training/" in r.path]
     message = str(raised.value)
@@ -162,7 +170,7 @@ def test_unsuccessful_at_http_200_carries_the_api_error_text(sim: Simulator, key
     with StudioClient(sim.url, retry=fast_retry()) as client:
         key, block = first_block(client, keys, "anomaly")
         with pytest.raises(ApiError) as raised:
-            client.fetch_metadata(key, block)
+            fetch_all(client, key, block)
     assert raised.value.api_error == "Simulated failure: try again later"
     assert raised.value.status == 200
     assert f"learn block {block.learn_id}" in str(raised.value)
@@ -173,7 +181,7 @@ def test_non_json_body_names_endpoint_and_size(sim: Simulator, keys: list[ApiKey
     with StudioClient(sim.url, retry=fast_retry()) as client:
         key, block = first_block(client, keys, "keras")
         with pytest.raises(InvalidResponseError) as raised:
-            client.fetch_metadata(key, block)
+            fetch_all(client, key, block)
     assert "keras" in str(raised.value) and "50 bytes" in str(raised.value)
 
 
@@ -183,10 +191,10 @@ def test_auth_and_not_found_are_typed_and_not_retried(sim: Simulator, keys: list
         block = found.blocks[0]
         sim.stats.reset()
         with pytest.raises(AuthError) as auth:
-            client.fetch_metadata(ApiKey("ei_revoked", "#9"), block)
+            fetch_all(client, ApiKey("ei_revoked", "#9"), block)
         gone = LearnBlock(**{**block.__dict__, "learn_id": 999})
         with pytest.raises(NotFoundError) as missing:
-            client.fetch_metadata(found.keys_by_project[block.project_id], gone)
+            fetch_all(client, found.keys_by_project[block.project_id], gone)
     sim.wait_idle()
     assert sim.stats.snapshot()["requests"] == 2
     assert auth.value.status == 401 and f"project {block.project_id}" in str(auth.value)
@@ -207,7 +215,7 @@ def test_concurrency_never_exceeds_the_limit_measured_on_the_server() -> None:
             found = client.discover([ApiKey(k, "#") for k in sim.api_keys])
             sim.stats.reset()
             with ThreadPoolExecutor(max_workers=12) as pool:
-                list(pool.map(lambda b: client.fetch_metadata(found.keys_by_project[b.project_id], b),
+                list(pool.map(lambda b: fetch_all(client, found.keys_by_project[b.project_id], b),
                               found.blocks))
         sim.wait_idle()
         stats = sim.stats.snapshot()
@@ -259,7 +267,7 @@ def test_one_client_is_safe_across_threads(sim: Simulator, keys: list[ApiKey]) -
         found = client.discover(keys)
 
         def fetch(block: LearnBlock) -> None:
-            body = client.fetch_metadata(found.keys_by_project[block.project_id], block)[0].body
+            body = fetch_all(client, found.keys_by_project[block.project_id], block)[0].body
             with lock:
                 results.append(len(body))
 

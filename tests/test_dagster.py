@@ -16,8 +16,9 @@ from ei_assets.orchestration.assets import learn_block_partitions
 from ei_assets.orchestration.automation import (
     learn_block_partitions_sensor,
     profiling_pending_sensor,
+    refresh_run_config,
 )
-from ei_assets.orchestration.refresh import run_refresh
+from ei_assets.orchestration.refresh import RunOutcome, run_refresh
 from ei_assets.orchestration.resources import DataDirResource, StudioResource
 from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
 
@@ -55,6 +56,11 @@ def materializations(instance: dg.DagsterInstance, key: dg.AssetKey | str, parti
     return [r.asset_materialization for r in records if r.asset_materialization]
 
 
+def counts(outcome: RunOutcome) -> dict[str, int]:
+    assert outcome.report is not None, outcome.step_errors
+    return dict(outcome.report.counts())
+
+
 def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
     out = {}
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
@@ -66,10 +72,10 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.Ass
 def test_refresh_job_fills_everything_and_reports_each_block(
     sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    defs = build_definitions(resources(sim, tmp_path / "data"))
-    summary = run_refresh(defs, instance)
+    res = resources(sim, tmp_path / "data")
+    summary = run_refresh(res, instance)
     assert summary.all_refreshed, summary
-    assert summary.counts == {"refreshed": 7, "unchanged": 0, "failed": 0, "skipped": 0}
+    assert counts(summary) == {"refreshed": 7, "unchanged": 0, "failed": 0, "skipped": 0}
 
     expected = {f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()}
     assert set(instance.get_dynamic_partitions(learn_block_partitions.name)) == expected
@@ -93,7 +99,7 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     columns = [c.name for c in predictions["dagster/column_schema"].value.columns]
     assert columns[:4] == ["snapshot_id", "project_id", "learn_id", "model_type"]
     lake = materializations(instance, ["lake", "predictions"])[0].metadata
-    assert lake["dagster/row_count"].value == 780
+    assert lake["rows_added"].value == 780
 
     checks = check_results(instance, summary.run_id)
     assert checks["all_blocks_refreshed"].passed
@@ -102,8 +108,8 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     assert "int8_accuracy_drop" in checks and "no_regression" in checks
 
     # an unchanged second run: same snapshots, one more point per block in the history
-    again = run_refresh(defs, instance)
-    assert again.counts == {"refreshed": 0, "unchanged": 7, "failed": 0, "skipped": 0}
+    again = run_refresh(res, instance)
+    assert counts(again) == {"refreshed": 0, "unchanged": 7, "failed": 0, "skipped": 0}
     history = materializations(instance, "learn_block_metadata", "100001-7")
     assert [m.metadata["changed"].value for m in history] == [False, True]  # newest first
     assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 7}]
@@ -113,11 +119,12 @@ def test_a_failing_block_is_reported_and_the_others_are_saved(
     sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
     sim.faults.script(r"/100002/training/keras/6/metadata$", ["503"] * 100)
-    defs = build_definitions(resources(sim, tmp_path / "data"))
-    summary = run_refresh(defs, instance)
-    assert summary.counts == {"refreshed": 6, "unchanged": 0, "failed": 1, "skipped": 0}
-    assert len(summary.failures) == 1 and summary.failures[0].startswith("100002-6:")
-    assert "HTTP 503" in summary.failures[0]
+    summary = run_refresh(resources(sim, tmp_path / "data"), instance)
+    assert counts(summary) == {"refreshed": 6, "unchanged": 0, "failed": 1, "skipped": 0}
+    assert summary.report is not None
+    failures = [b.describe() for b in summary.report.with_status("failed")]
+    assert len(failures) == 1 and failures[0].startswith("100002-6:")
+    assert "HTTP 503" in failures[0]
     assert not summary.all_refreshed
     checks = check_results(instance, summary.run_id)
     failed = checks["all_blocks_refreshed"]
@@ -136,7 +143,7 @@ def test_the_key_never_reaches_dagster_events_or_files(
     sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
     sim.faults.script(r"/100003/training/", ["503"] * 100)
-    summary = run_refresh(build_definitions(resources(sim, tmp_path / "data")), instance)
+    summary = run_refresh(resources(sim, tmp_path / "data"), instance)
     events = instance.all_logs(summary.run_id)
     text = "\n".join(str(event) for event in events)
     for record in materializations(instance, "learn_block_metadata"):
@@ -167,20 +174,19 @@ def test_partition_sensor_adds_new_blocks_and_removes_gone_ones(
 def test_profiling_sensor_refetches_a_block_after_its_profiling_was_pending(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    with Simulator(WorldConfig(profiling_seconds=2.0)) as sim:
-        sim.world.retrain(100001, 3)  # profiling now pending for this block
+    with Simulator(WorldConfig(profiling_seconds=3600.0)) as sim:
+        sim.world.retrain(100001, 3)  # profiling now pending for this block, until we end it
         res = resources(sim, tmp_path / "data", profiling_recheck_minutes=0.001)
-        defs = build_definitions(res)
-        run_refresh(defs, instance)
-        time.sleep(0.2)
+        run_refresh(res, instance)
+        time.sleep(0.2)  # past the (tiny) recheck delay: a lower bound, never a race
         context = dg.build_sensor_context(instance=instance, resources={"data_dir": res["data_dir"]})
         result = profiling_pending_sensor(context)
         assert isinstance(result, dg.SensorResult)
         (request,) = result.run_requests
-        assert request.run_config["ops"]["metadata_snapshots"]["config"]["blocks"] == ["100001-3"]
-        time.sleep(2.0)  # profiling finishes in the simulator
-        summary = run_refresh(defs, instance, request.run_config)
-        assert summary.counts["refreshed"] == 1 and sum(summary.counts.values()) == 1
+        assert request.run_config == refresh_run_config(["100001-3"])
+        sim.world.finish_profiling(100001, 3)
+        summary = run_refresh(res, instance, ["100001-3"])
+        assert counts(summary)["refreshed"] == 1 and sum(counts(summary).values()) == 1
         after = profiling_pending_sensor(context)
         assert isinstance(after, dg.SkipReason)
 
@@ -196,7 +202,7 @@ def test_schedule_sensors_and_job_are_defined_and_on_by_default(tmp_path: Path) 
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def("refresh")
     assert {node.name for node in job.graph.node_defs} >= {
-        "learn_blocks", "metadata_snapshots", "lake_tables", "warehouse_tables", "comparison_views"}
+        "studio_refresh", "warehouse_tables", "comparison_views"}
     assets = defs.resolve_all_asset_specs()
     pools = {spec.key.to_user_string(): spec for spec in assets}
     assert "warehouse/model_type_comparison" in pools and "lake/predictions" in pools
@@ -224,3 +230,29 @@ def test_dagster_definitions_validate() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("EI_MAX_CONCURRENCY", "0", "EI_MAX_CONCURRENCY: 0 is out of range"),
+    ("EI_MAX_CONCURRENCY", "many", 'env variable "EI_MAX_CONCURRENCY" cannot be coerced into an int'),
+    ("EI_API_URL", "ftp://studio", "EI_API_URL: unknown URL scheme 'ftp'"),
+])
+def test_a_bad_setting_fails_the_run_not_the_code_location(
+    variable: str, value: str, message: str, instance: dg.DagsterInstance, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ei_assets.definitions import build_resources
+
+    monkeypatch.setenv("EI_API_KEY", "ei_unused")
+    monkeypatch.setenv("EI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(variable, value)
+    resources = build_resources()
+    assert resources["studio"].max_concurrency == 8 or variable == "EI_MAX_CONCURRENCY"
+    build_definitions(resources).resolve_job_def("refresh")  # the code location loads
+    try:
+        outcome = run_refresh(resources, instance)
+    except dg.DagsterInvalidConfigError as exc:  # Dagster resolves EnvVar.int before the run
+        assert message in str(exc)
+        return
+    assert not outcome.success and outcome.report is None
+    assert len(outcome.step_errors) == 1 and message in outcome.step_errors[0], outcome.step_errors

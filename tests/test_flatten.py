@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ei_assets.flatten import DocumentError, SnapshotSource, flatten
+from ei_assets.flatten import DocumentError, flatten
 from ei_assets.schema import TABLES
 from ei_assets.snapshot import canonical_json, snapshot_id
 from tests import docs
@@ -25,10 +25,10 @@ FETCHED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 def run(bodies: dict[str, Any], block_type: str = "keras") -> dict[str, pa.Table]:
     encoded = {k: v if isinstance(v, bytes) else docs.encode(v) for k, v in bodies.items()}
-    source = SnapshotSource(snapshot_id(encoded), 7, 3, block_type, FETCHED, "raw/x", encoded)
+    snapshot = docs.snapshot_of(encoded, block_type, fetched_at=FETCHED)
     parts: dict[str, list[pa.Table]] = {}
-    for name, table in flatten(source):
-        assert table.schema.equals(TABLES[name].schema), name
+    for name, table in flatten(snapshot, encoded):
+        assert table.schema.equals(TABLES[name].arrow_schema), name
         parts.setdefault(name, []).append(table)
     return {name: pa.concat_tables(tables) for name, tables in parts.items()}
 

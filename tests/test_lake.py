@@ -4,18 +4,19 @@ unchanged or a broken response writes (nothing)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from ei_assets.flatten import DocumentError, SnapshotSource
-from ei_assets.ingest import DataStore
+from ei_assets.flatten import DocumentError, flatten
 from ei_assets.schema import TABLES
-from ei_assets.snapshot import snapshot_id
+from ei_assets.store import DataStore
 from ei_assets.studio import LearnBlock
 from tests import docs
 
@@ -36,7 +37,8 @@ def store(tmp_path: Path) -> DataStore:
 
 def test_layout_compression_and_exact_bodies(store: DataStore, tmp_path: Path) -> None:
     body = docs.encode(docs.keras_doc())
-    sid, is_new, rows = store.store(BLOCK, WHEN, {"keras": body})
+    saved = store.save(BLOCK, WHEN, {"keras": body})
+    sid, is_new, rows = saved.snapshot.snapshot_id, saved.is_new, saved.rows
     assert is_new and rows["predictions"] == 4 and rows["snapshots"] == 1
     raw_dir = tmp_path / f"raw/project_id=7/learn_id=3/{sid}"
     assert sorted(p.name for p in raw_dir.iterdir()) == ["keras.json.zst", "snapshot.json"]
@@ -51,37 +53,37 @@ def test_layout_compression_and_exact_bodies(store: DataStore, tmp_path: Path) -
     predictions = store.lake.dataset("predictions").to_table(filter=ds.field("learn_id") == 3)
     assert predictions.num_rows == 4 and set(predictions.column("project_id").to_pylist()) == {7}
     snap = pq.read_table(tmp_path / f"lake/snapshots/project_id=7/learn_id=3/{sid}.parquet")
-    assert snap.schema.equals(TABLES["snapshots"].schema)
+    assert snap.schema.equals(TABLES["snapshots"].arrow_schema)
     assert snap.column("raw_path").to_pylist() == [f"raw/project_id=7/learn_id=3/{sid}"]
 
 
 def test_same_snapshot_twice_changes_nothing(store: DataStore, tmp_path: Path) -> None:
     body = docs.encode(docs.keras_doc())
-    store.store(BLOCK, WHEN, {"keras": body})
+    store.save(BLOCK, WHEN, {"keras": body})
     before = tree(tmp_path)
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     pretty_same_state = docs.encode(dict(reversed(list(docs.keras_doc().items()))))
-    _, is_new, rows = store.store(BLOCK, datetime.now(UTC), {"keras": pretty_same_state})
-    assert (is_new, rows) == (False, {})
+    saved = store.save(BLOCK, datetime.now(UTC), {"keras": pretty_same_state})
+    assert (saved.is_new, saved.rows) == (False, {})
+    assert saved.summary["float32/accuracy"] > 0  # summarised without reading the lake
     assert tree(tmp_path) == before
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == mtimes
 
 
 def test_rewriting_a_snapshot_gives_identical_files(store: DataStore, tmp_path: Path) -> None:
     body = docs.encode(docs.keras_doc())
-    sid = snapshot_id({"keras": body})
-    source = SnapshotSource(sid, 7, 3, "keras", WHEN, "raw/x", {"keras": body})
-    store.lake.write_snapshot(source)
+    bodies = {"keras": body}
+    snapshot = docs.snapshot_of(bodies)
+    store.lake.write_snapshot(snapshot, flatten(snapshot, bodies))
     first = tree(tmp_path)
-    store.lake.write_snapshot(source)
+    store.lake.write_snapshot(snapshot, flatten(snapshot, bodies))
     assert tree(tmp_path) == first
 
 
 def test_a_new_state_adds_one_snapshot_and_keeps_the_old(store: DataStore, tmp_path: Path) -> None:
-    store.store(BLOCK, WHEN, {"keras": docs.encode(docs.keras_doc())})
+    store.save(BLOCK, WHEN, {"keras": docs.encode(docs.keras_doc())})
     retrained = docs.keras_doc(created="2026-11-02T00:00:00Z")
-    _, is_new, _ = store.store(BLOCK, WHEN, {"keras": docs.encode(retrained)})
-    assert is_new
+    assert store.save(BLOCK, WHEN, {"keras": docs.encode(retrained)}).is_new
     assert len(list((tmp_path / "lake/snapshots/project_id=7/learn_id=3").iterdir())) == 2
     assert len(list(store.raw.snapshots())) == 2
 
@@ -90,8 +92,8 @@ def test_interrupted_write_leaves_no_visible_partial_file(
     store: DataStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = docs.encode(docs.keras_doc())
-    sid = snapshot_id({"keras": body})
-    source = SnapshotSource(sid, 7, 3, "keras", WHEN, "raw/x", {"keras": body})
+    bodies = {"keras": body}
+    snapshot = docs.snapshot_of(bodies)
     import ei_assets.storage as storage
 
     real_publish = storage.publish
@@ -105,34 +107,30 @@ def test_interrupted_write_leaves_no_visible_partial_file(
 
     monkeypatch.setattr(storage, "publish", crash_on_third_rename)
     with pytest.raises(OSError, match="simulated crash"):
-        store.lake.write_snapshot(source)
+        store.lake.write_snapshot(snapshot, flatten(snapshot, bodies))
     files = [p for p in (tmp_path / "lake").rglob("*") if p.is_file()]
     assert all(".tmp-" not in p.name for p in files)  # temporaries are cleaned up
     assert all(pq.ParquetFile(p).metadata.num_rows >= 0 for p in files)  # all complete files
-    assert not store.lake.has_snapshot(7, 3, sid)  # not committed: readers ignore it
+    assert not store.lake.has_snapshot(snapshot)  # not committed: readers ignore it
     monkeypatch.setattr(storage, "publish", real_publish)
-    assert store.lake.write_snapshot(source)["predictions"] == 4
-    assert store.lake.has_snapshot(7, 3, sid)
+    assert store.lake.write_snapshot(snapshot, flatten(snapshot, bodies))["predictions"] == 4
+    assert store.lake.has_snapshot(snapshot)
 
 
 def test_crash_inside_a_write_leaves_nothing_behind(
     store: DataStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ei_assets.lake as lake_module
+    bodies = {"keras": docs.encode(docs.keras_doc())}
+    snapshot = docs.snapshot_of(bodies)
 
-    body = docs.encode(docs.keras_doc())
-    real = lake_module.flatten
-
-    def fail_midway(source: SnapshotSource):  # type: ignore[no-untyped-def]
-        for index, item in enumerate(real(source)):
+    def fail_midway() -> Iterator[tuple[str, pa.Table]]:
+        for index, item in enumerate(flatten(snapshot, bodies)):
             if index == 3:
                 raise RuntimeError("power cut")
             yield item
 
-    sid = snapshot_id({"keras": body})
     with pytest.raises(RuntimeError):
-        store.lake.write_snapshot(SnapshotSource(sid, 7, 3, "keras", WHEN, "raw/x", {"keras": body}),
-                                  flattener=fail_midway)
+        store.lake.write_snapshot(snapshot, fail_midway())
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
@@ -142,17 +140,17 @@ def test_a_broken_response_reaches_the_raw_archive_but_nothing_of_it_the_lake(
     doc = docs.keras_doc()
     doc["modelValidationMetrics"][1]["predictions"][1]["sampleId"] = "x"
     with pytest.raises(DocumentError, match=r"predictions\[1\]\.sampleId"):
-        store.store(BLOCK, WHEN, {"keras": docs.encode(doc)})
+        store.save(BLOCK, WHEN, {"keras": docs.encode(doc)})
     assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("*.parquet"))
     assert len(list(store.raw.snapshots())) == 1  # kept as received, for a later fix + rebuild
 
 
 def test_raw_bodies_are_never_rewritten(store: DataStore, tmp_path: Path) -> None:
     body = docs.encode(docs.keras_doc())
-    sid, _, _ = store.store(BLOCK, WHEN, {"keras": body})
-    path = tmp_path / f"raw/project_id=7/learn_id=3/{sid}/keras.json.zst"
+    snapshot = store.save(BLOCK, WHEN, {"keras": body}).snapshot
+    path = tmp_path / f"raw/project_id=7/learn_id=3/{snapshot.snapshot_id}/keras.json.zst"
     stamp = path.stat().st_mtime_ns
-    assert store.raw.put(7, 3, sid, "keras", datetime.now(UTC), {"keras": body}) is False
+    assert store.raw.put(snapshot, {"keras": body}) is False
     assert path.stat().st_mtime_ns == stamp
 
 

@@ -1,45 +1,48 @@
-"""The SQL shown in the README (docs/queries.sql) runs and answers the users' questions."""
+"""The SQL shown in the README (ei_assets/sql/queries.sql) runs and answers the users' questions."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 from ei_assets.datadir import DataDir
-from ei_assets.ingest import discoveries_table, refresh_blocks
+from ei_assets.queries import QUERIES
+from ei_assets.refresh import refresh
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig
 from ei_assets.studio import StudioClient
 
-QUERIES = Path(__file__).parent.parent / "docs" / "queries.sql"
+README = Path(__file__).parent.parent / "README.md"
 
 
-def named_queries() -> dict[str, str]:
-    text = QUERIES.read_text()
-    parts = re.split(r"^-- name: (\w+)\n", text, flags=re.M)[1:]
-    return {name: body.strip() for name, body in zip(parts[::2], parts[1::2], strict=True)}
-
-
-def refresh(sim: Simulator, data: DataDir) -> None:
+def load(sim: Simulator, data: DataDir) -> None:
     with StudioClient(sim.url) as client:
-        found = client.discover([ApiKey(k, "#") for k in sim.api_keys])
-        data.store.raw.append_log("discoveries", discoveries_table(found.blocks, datetime.now(UTC)))
-        refresh_blocks(client, found.blocks, found.keys_by_project, data.store, 4)
+        report = refresh(client, [ApiKey(k, "#") for k in sim.api_keys], data.store, max_workers=4)
+    assert report.all_refreshed, report
     data.warehouse.load()
+
+
+def normalized(sql: str) -> str:
+    lines = [line.strip() for line in sql.splitlines() if not line.strip().startswith("--")]
+    return " ".join(" ".join(lines).split()).rstrip(";")
+
+
+def test_the_readme_shows_the_named_queries_as_they_are() -> None:
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
+    shown = {normalized(block) for block in blocks}
+    for name in ("int8_costs_and_savings", "regressed_retrains", "flipped_samples"):
+        assert normalized(QUERIES[name]) in shown, name
 
 
 def test_readme_queries_answer_the_questions(tmp_path: Path) -> None:
     data = DataDir.open(str(tmp_path))
     with Simulator(WorldConfig(profiling_seconds=0.0, predictions=200)) as sim:
-        refresh(sim, data)
-        for project, block in sim.world.blocks():  # retrain everything once
-            sim.world.retrain(project.id, block.learn_id)
-        refresh(sim, data)
-    queries = named_queries()
-    assert set(queries) == {"int8_costs_and_savings", "regressed_retrains", "flipped_samples"}
+        load(sim, data)
+        sim.world.retrain_matching()  # retrain everything once
+        load(sim, data)
+    queries = QUERIES
     costs = data.warehouse.query(queries["int8_costs_and_savings"]).to_pylist()
     assert costs and all(r["ram_ratio"] is None or r["ram_ratio"] < 1 for r in costs)
     latest = {(r["project_id"], r["learn_id"]) for r in costs}

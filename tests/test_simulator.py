@@ -9,8 +9,7 @@ import httpx
 import msgspec
 import pytest
 
-from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
-from ei_assets.simulator.world import BLOCK_TYPES
+from ei_assets.simulator import BLOCK_TYPES, FaultPlan, Simulator, WorldConfig
 from tests.oracle import validate
 
 

@@ -10,7 +10,7 @@ from ei_assets.summary import snapshot_summary
 
 def table(name: str, rows: list[dict]) -> pa.Table:
     keys = {"snapshot_id": "s" * 32, "project_id": 1, "learn_id": 3}
-    return pa.Table.from_pylist([keys | r for r in rows], schema=TABLES[name].schema)
+    return pa.Table.from_pylist([keys | r for r in rows], schema=TABLES[name].arrow_schema)
 
 
 def perf(model_type: str, engine: str, latency: float, ram: int, rom: int, default: bool = True) -> dict:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from ei_assets.datadir import DataDir
-from ei_assets.ingest import BlockResult, discoveries_table, fetch_log_table
 from ei_assets.rebuild import rebuild
+from ei_assets.refresh import BlockReport, discoveries_table, fetch_log_table
+from ei_assets.schema import WAREHOUSE_TABLES
 from ei_assets.studio import LearnBlock
 from ei_assets.warehouse import (
-    CONTRACT_TABLES,
     ReadOnlyQueryError,
     Thresholds,
     WarehouseBusyError,
@@ -77,9 +77,10 @@ RETRAINED = model_doc(
 
 def ingest(data: DataDir, doc: dict[str, Any], when: datetime, block: LearnBlock = BLOCK) -> str:
     """What refresh does for one block: discovery log, raw + lake, fetch log."""
-    sid, is_new, _ = data.store.store(block, when, {"keras": docs.encode(doc)})
+    saved = data.store.save(block, when, {"keras": docs.encode(doc)})
+    sid, is_new = saved.snapshot.snapshot_id, saved.is_new
     data.store.raw.append_log("discoveries", discoveries_table([block], when))
-    result = BlockResult(block, "refreshed" if is_new else "unchanged", sid, fetches=[{
+    result = BlockReport(block, "refreshed" if is_new else "unchanged", sid, fetches=[{
         "fetched_at": when, "project_id": block.project_id, "learn_id": block.learn_id,
         "endpoint": "keras", "http_status": 200, "ok": True, "attempts": 1, "duration_ms": 5.0,
         "bytes": 100, "snapshot_id": sid, "changed": is_new, "error": None}])
@@ -168,13 +169,13 @@ def test_incremental_loads_add_only_what_is_new(data: DataDir) -> None:
     sid = ingest(data, FIRST, T0)
     report = data.warehouse.load()
     assert report.new_snapshots == 1 and report.rows["predictions"] == 8
-    counts = {t: q(data, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in CONTRACT_TABLES}
+    counts = {t: q(data, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in WAREHOUSE_TABLES}
     # the same response fetched again: one more fetch, no new rows anywhere else
     again = ingest(data, FIRST, T0 + timedelta(hours=1))
     assert again == sid
     report = data.warehouse.load()
     assert report.new_snapshots == 0
-    after = {t: q(data, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in CONTRACT_TABLES}
+    after = {t: q(data, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in WAREHOUSE_TABLES}
     assert after == counts | {"fetch_log": counts["fetch_log"] + 1}
     (snap,) = q(data, "SELECT * FROM snapshots")
     assert snap["first_fetched_at"] == T0 and snap["last_fetched_at"] == T0 + timedelta(hours=1)
@@ -255,7 +256,7 @@ def test_a_second_writer_that_waits_long_enough_succeeds(tmp_path: Path) -> None
 
 def dump(data: DataDir) -> dict[str, list[tuple[Any, ...]]]:
     tables = {}
-    for table in (*CONTRACT_TABLES, "model_type_comparison", "model_type_trend",
+    for table in (*WAREHOUSE_TABLES, "model_type_comparison", "model_type_trend",
                   "prediction_disagreements"):
         rows = data.warehouse.query(f"SELECT * FROM {table}").to_pylist()
         tables[table] = sorted(tuple(sorted((k, repr(v)) for k, v in r.items())) for r in rows)
@@ -268,7 +269,7 @@ def test_rebuild_equals_the_incremental_result(data: DataDir, tmp_path: Path) ->
     ingest(data, FIRST, T0 + timedelta(hours=2))
     ingest(data, RETRAINED, T0 + timedelta(days=1))
     anomaly = LearnBlock(7, "Project", 1, "Impulse", 4, "anomaly", "A", "A")
-    data.store.store(anomaly, T0, {"anomaly": docs.encode(docs.anomaly_doc())})
+    data.store.save(anomaly, T0, {"anomaly": docs.encode(docs.anomaly_doc())})
     data.warehouse.load()
     incremental = dump(data)
     assert len(incremental["snapshots"]) == 3

@@ -8,25 +8,24 @@ sensor only reads the API's project and impulse lists (two small requests per pr
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster import SensorEvaluationContext
 
 from ei_assets.orchestration.assets import (
+    REFRESH_OP,
     comparison_views,
-    lake_tables,
     learn_block_partitions,
-    learn_blocks,
-    metadata_snapshots,
     partition_changes,
+    studio_refresh,
     warehouse_tables,
 )
 from ei_assets.orchestration.resources import DataDirResource, StudioResource
 
 refresh_job = dg.define_asset_job(
     "refresh",
-    selection=dg.AssetSelection.assets(learn_blocks, metadata_snapshots, lake_tables,
-                                       warehouse_tables, comparison_views),
+    selection=dg.AssetSelection.assets(studio_refresh, warehouse_tables, comparison_views),
     executor_def=dg.in_process_executor,  # a few steps; the fan-out is threads inside one step
     description="Discover every learn block, fetch its metadata, archive, flatten, load, compare.",
 )
@@ -54,12 +53,25 @@ def learn_block_partitions_sensor(
     add, remove = partition_changes(context.instance, found.blocks, set(found.keys_by_project))
     if not add and not remove:
         return dg.SkipReason(f"{len(found.blocks)} learn blocks, no change")
-    requests: list = []
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if add:
         requests.append(learn_block_partitions.build_add_request(add))
     if remove:
         requests.append(learn_block_partitions.build_delete_request(remove))
     return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+PROFILING_PENDING_SQL = """
+SELECT DISTINCT s.project_id, s.learn_id, s.snapshot_id
+FROM latest_snapshots s JOIN model_metrics m USING (snapshot_id)
+WHERE m.profiling_pending AND s.last_fetched_at < ?
+ORDER BY 1, 2
+"""
+
+
+def refresh_run_config(blocks: list[str]) -> dict[str, Any]:
+    """Run config of the refresh job for some learn blocks only (`<project_id>-<learn_id>`)."""
+    return {"ops": {REFRESH_OP: {"config": {"blocks": blocks}}}}
 
 
 @dg.sensor(job=refresh_job, minimum_interval_seconds=120,
@@ -72,18 +84,12 @@ def profiling_pending_sensor(
     warehouse = data_dir.open().warehouse
     if not Path(warehouse.path).exists():
         return dg.SkipReason("no warehouse yet")
-    with warehouse.connect(read_only=True) as con:
-        rows = con.execute("""
-            SELECT DISTINCT s.project_id, s.learn_id, s.snapshot_id
-            FROM latest_snapshots s JOIN model_metrics m USING (snapshot_id)
-            WHERE m.profiling_pending AND s.last_fetched_at < ?
-            ORDER BY 1, 2""", [datetime.now(UTC) - timedelta(minutes=data_dir.profiling_recheck_minutes)]
-        ).fetchall()
+    rows = warehouse.query(PROFILING_PENDING_SQL, [
+        datetime.now(UTC) - timedelta(minutes=data_dir.profiling_recheck_minutes)]).to_pylist()
     if not rows:
         return dg.SkipReason("no block waits for profiling")
-    blocks = [f"{project}-{learn}" for project, learn, _ in rows]
     return dg.SensorResult(run_requests=[dg.RunRequest(
-        run_key="profiling-" + "-".join(sid[:8] for _, _, sid in rows),
-        run_config={"ops": {"metadata_snapshots": {"config": {"blocks": blocks}}}},
+        run_key="profiling-" + "-".join(row["snapshot_id"][:8] for row in rows),
+        run_config=refresh_run_config([f"{row['project_id']}-{row['learn_id']}" for row in rows]),
         tags={"ei_assets/reason": "profiling-pending"},
     )])

@@ -6,26 +6,17 @@ from typing import Any
 
 import dagster as dg
 
-from ei_assets.orchestration.assets import (
-    COMPARISON_VIEWS,
-    SNAPSHOT_TABLES,
-    WAREHOUSE_TABLES,
-    lake_tables,
-)
 from ei_assets.orchestration.resources import DataDirResource
+from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, WAREHOUSE_TABLES
 
 LATEST = "snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)"
 
 
-def _rows(data_dir: DataDirResource, sql: str, params: list[Any] | None = None) -> list[dict]:
-    warehouse = data_dir.open().warehouse
-    with warehouse.connect(read_only=True) as con:
-        cursor = con.execute(sql, params or [])
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+def _rows(data_dir: DataDirResource, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    return data_dir.open().warehouse.query(sql, params).to_pylist()
 
 
-def _result(rows: list[dict], severity: dg.AssetCheckSeverity, what: str) -> dg.AssetCheckResult:
+def _result(rows: list[dict[str, Any]], severity: dg.AssetCheckSeverity, what: str) -> dg.AssetCheckResult:
     listing = "\n".join("- " + ", ".join(f"{k}={v}" for k, v in row.items()) for row in rows[:50])
     return dg.AssetCheckResult(
         passed=not rows, severity=severity,
@@ -103,13 +94,13 @@ with warnings.catch_warnings():  # the builder is marked beta; its behaviour is 
     warnings.simplefilter("ignore", dg.BetaWarning)
     schema_change_checks = dg.build_column_schema_change_checks(
         assets=[
-            *[["warehouse", t] for t in WAREHOUSE_TABLES],
-            *[["warehouse", v] for v in COMPARISON_VIEWS],
-            lake_tables,
+            *[dg.AssetKey(["warehouse", t]) for t in WAREHOUSE_TABLES],
+            *[dg.AssetKey(["warehouse", v]) for v in PUBLIC_VIEWS],
+            *[dg.AssetKey(["lake", t]) for t in SNAPSHOT_TABLES],
         ],
         severity=dg.AssetCheckSeverity.WARN,
     )
 
 CHECKS = [int8_accuracy_drop, no_regression, profiling_complete, default_target_complete,
           equal_prediction_counts, *schema_change_checks]
-__all__ = ["CHECKS", "SNAPSHOT_TABLES"]
+__all__ = ["CHECKS"]

@@ -1,28 +1,39 @@
 """`ei-assets refresh`: execute the refresh job of the project's definitions in this process."""
 
-import logging
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import dagster as dg
+from dagster_shared.error import SerializableErrorInfo
 
-log = logging.getLogger(__name__)
+from ei_assets.orchestration.automation import refresh_run_config
+from ei_assets.orchestration.resources import ReportSink
+from ei_assets.refresh import RefreshReport
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI prints the outcome itself, once; Dagster's console logger would repeat it.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+INSTANCE_FILE = "instance.yaml"  # packaged instance settings (the warehouse pool limit)
 
 
 @dataclass
-class RefreshSummary:
+class RunOutcome:
+    """A refresh run: Dagster's verdict, the core's report (None if the step never got that far),
+    and the steps that failed."""
+
     success: bool
     run_id: str
-    counts: dict[str, int] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    report: RefreshReport | None
+    step_errors: list[str] = field(default_factory=list)
 
     @property
     def all_refreshed(self) -> bool:
-        return self.success and not self.failures and not self.errors
+        return (self.success and not self.step_errors and self.report is not None
+                and self.report.all_refreshed)
 
 
 def ensure_instance_home(path: str) -> str:
@@ -31,38 +42,41 @@ def ensure_instance_home(path: str) -> str:
     config = os.path.join(path, "dagster.yaml")
     if not os.path.exists(config):
         with open(config, "w") as handle:
-            handle.write(resources.files("ei_assets").joinpath("instance.yaml").read_text())
+            handle.write(resources.files("ei_assets").joinpath(INSTANCE_FILE).read_text())
     return os.path.abspath(path)
 
 
-def instance_for_cli() -> dg.DagsterInstance:
-    """The DAGSTER_HOME instance when set (the run then shows in the UI), else a throwaway one."""
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
+def instance_for_cli(home: str | None = None) -> dg.DagsterInstance:
+    """The instance at `home` or DAGSTER_HOME when set (the run then shows in the UI), else a
+    throwaway one."""
+    home = home or os.environ.get("DAGSTER_HOME")
+    if home:
+        return dg.DagsterInstance.from_config(home)
     return dg.DagsterInstance.ephemeral()
 
 
-def run_refresh(
-    definitions: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
-) -> RefreshSummary:
-    job = definitions.resolve_job_def("refresh")
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config={**QUIET_RUN_CONFIG, **(run_config or {})}
-    )
-    summary = RefreshSummary(success=result.success, run_id=result.run_id)
+def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
+                blocks: list[str] | None = None) -> RunOutcome:
+    """Run the project's refresh job over `resources` (for `blocks` only, if given) and collect
+    the core's report."""
+    from ei_assets.definitions import build_definitions  # the code location imports this module's peers
+
+    sink = ReportSink()
+    job = build_definitions({**resources, "report_sink": sink}).resolve_job_def("refresh")
+    run_config: dict[str, Any] = {**QUIET_RUN_CONFIG, **(refresh_run_config(blocks) if blocks else {})}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    outcome = RunOutcome(success=result.success, run_id=result.run_id, report=sink.last)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
-            last_line = event.step_failure_data.error_display_string.strip().splitlines()[-1]
-            summary.errors.append(f"{event.step_key}: {last_line}")
-    discovery = result.asset_materializations_for_node("learn_blocks")
-    if discovery:
-        errors = discovery[-1].metadata["error_list"].value
-        summary.errors += [f"discovery: {error}" for error in errors]  # type: ignore[union-attr]
-    materializations = result.asset_materializations_for_node("metadata_snapshots")
-    own = [m for m in materializations if m.asset_key == dg.AssetKey("metadata_snapshots")]
-    if own:
-        metadata = own[-1].metadata
-        for status in ("refreshed", "unchanged", "failed", "skipped"):
-            summary.counts[status] = int(metadata[f"blocks_{status}"].value)  # type: ignore[arg-type]
-        summary.failures = list(metadata["failure_list"].value)  # type: ignore[arg-type]
-    return summary
+            error = event.step_failure_data.error
+            outcome.step_errors.append(f"{event.step_key}: {_root_cause(error) if error else 'failed'}")
+    return outcome
+
+
+def _root_cause(error: SerializableErrorInfo) -> str:
+    """The innermost error's own words, without Dagster's wrapping or the exception's class path."""
+    while error.cause is not None:
+        error = error.cause
+    message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name or ""
+    prefix = f"{error.cls_name}: "
+    return message.split(prefix, 1)[1] if error.cls_name and prefix in message else message

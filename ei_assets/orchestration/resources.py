@@ -1,5 +1,10 @@
-"""Dagster resources: the Studio API (keys from the EI_API_KEY env var) and the data dir."""
+"""Dagster resources: the Studio API, the data dir, and where a refresh report goes.
 
+Every setting comes in as a Dagster `EnvVar` (see `ei_assets.definitions`), so the UI shows the
+variable's name and the value is read when a run starts, not when the code location loads. Each
+value is validated once, here, by the parsers of `ei_assets.settings`: a bad one fails the run
+with one line naming the variable.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from ei_assets.datadir import DataDir
+from ei_assets.refresh import RefreshReport
 from ei_assets.settings import (
     DEFAULT_API_URL,
     DEFAULT_DATA_DIR,
@@ -15,19 +21,21 @@ from ei_assets.settings import (
     ApiKey,
     parse_api_keys,
     parse_api_url,
+    parse_max_concurrency,
 )
 from ei_assets.studio import RetryPolicy, StudioClient
 from ei_assets.warehouse import Thresholds
 
 
-class StudioResource(dg.ConfigurableResource):
-    """The Edge Impulse Studio API. Give `api_key` as dg.EnvVar("EI_API_KEY"): the UI then shows
-    the variable's name, never its value."""
+class StudioResource(dg.ConfigurableResource["StudioResource"]):
+    """The Edge Impulse Studio API. `api_key` is given as dg.EnvVar("EI_API_KEY"): the UI shows the
+    variable's name, never its value."""
 
-    api_key: str = Field(description="One or more project API keys, comma-separated")
-    api_url: str = Field(default=DEFAULT_API_URL, description="Base URL of the Studio API")
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=256,
-                                 description="Most requests in flight at once, over all projects")
+    api_key: str = Field(description="EI_API_KEY: one or more project API keys, comma-separated")
+    api_url: str = Field(default=DEFAULT_API_URL, description="EI_API_URL: base URL of the Studio API")
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY,
+                                 description="EI_MAX_CONCURRENCY: most requests in flight at once, "
+                                             "over all projects (1-256)")
     timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one request")
     deadline_seconds: float = Field(default=3600.0, gt=0,
                                     description="Overall deadline of one run's API work")
@@ -39,25 +47,31 @@ class StudioResource(dg.ConfigurableResource):
     def api_keys(self) -> tuple[ApiKey, ...]:
         return parse_api_keys(self.api_key)
 
+    def concurrency(self) -> int:
+        return parse_max_concurrency(str(self.max_concurrency))
+
     @contextmanager
     def client(self) -> Iterator[StudioClient]:
-        with StudioClient(parse_api_url(self.api_url), max_concurrency=self.max_concurrency,
+        with StudioClient(parse_api_url(self.api_url), max_concurrency=self.concurrency(),
                           timeout=self.timeout_seconds, deadline_seconds=self.deadline_seconds,
                           retry=RetryPolicy(max_attempts=self.max_attempts,
                                             backoff_base=self.backoff_seconds)) as client:
             yield client
 
 
-class DataDirResource(dg.ConfigurableResource):
+class DataDirResource(dg.ConfigurableResource["DataDirResource"]):
     """EI_DATA_DIR: raw archive, Parquet lake and DuckDB warehouse, plus the check thresholds."""
 
-    data_dir: str = Field(default=DEFAULT_DATA_DIR, description="Where raw/, lake/ and ei.duckdb live")
+    data_dir: str = Field(default=DEFAULT_DATA_DIR,
+                          description="EI_DATA_DIR: where raw/, lake/ and ei.duckdb live")
     lock_timeout_seconds: float = Field(default=300.0, gt=0,
                                         description="How long a warehouse write waits for the lock")
     regression_accuracy_drop: float = Field(
-        default=0.01, ge=0, description="model_type_trend: accuracy fall that counts as regression")
+        default=Thresholds.accuracy_drop, ge=0,
+        description="model_type_trend: accuracy fall that counts as regression")
     regression_resource_rise: float = Field(
-        default=0.10, ge=0, description="model_type_trend: relative latency/RAM/ROM rise that counts")
+        default=Thresholds.resource_rise, ge=0,
+        description="model_type_trend: relative latency/RAM/ROM rise that counts")
     int8_max_accuracy_drop: float = Field(
         default=0.02, ge=0, description="Check: int8 accuracy below float32 by more than this warns")
     profiling_recheck_minutes: float = Field(
@@ -69,3 +83,14 @@ class DataDirResource(dg.ConfigurableResource):
             Thresholds(self.regression_accuracy_drop, self.regression_resource_rise),
             self.lock_timeout_seconds,
         )
+
+
+class ReportSink:
+    """Where the refresh asset hands its RefreshReport: the CLI passes one and reads it after the
+    run, instead of parsing UI metadata."""
+
+    def __init__(self) -> None:
+        self.last: RefreshReport | None = None
+
+    def put(self, report: RefreshReport) -> None:
+        self.last = report

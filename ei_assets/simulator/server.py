@@ -133,7 +133,7 @@ class SimulatorServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -262,8 +262,11 @@ class _Handler(BaseHTTPRequestHandler):
                 server.stats.reset()
                 self._json(200, {"success": True})
             elif method == "POST" and path == "/_sim/retrain":
-                retrained = retrain(server.world, payload.get("projectId"), payload.get("learnId"))
+                retrained = server.world.retrain_matching(payload.get("projectId"), payload.get("learnId"))
                 self._json(200, {"success": True, "retrained": retrained})
+            elif method == "POST" and path == "/_sim/profiling/finish":
+                finished = server.world.finish_profiling(payload.get("projectId"), payload.get("learnId"))
+                self._json(200, {"success": True, "finished": finished})
             elif method == "POST" and path == "/_sim/faults":
                 configure_faults(server.faults, payload)
                 self._json(200, {"success": True})
@@ -334,21 +337,6 @@ def state_document(server: SimulatorServer) -> dict[str, Any]:
             for project in world.projects.values()
         ],
     }
-
-
-def retrain(world: World, project_id: int | None = None, learn_id: int | None = None) -> list[str]:
-    """Retrain one block, every block of a project, or every block; returns `project-learn` keys."""
-    chosen = [
-        (project.id, block.learn_id)
-        for project, block in world.blocks()
-        if (project_id is None or project.id == int(project_id))
-        and (learn_id is None or block.learn_id == int(learn_id))
-    ]
-    if not chosen:
-        raise KeyError(f"no learn block matches project {project_id}, learn block {learn_id}")
-    for pid, lid in chosen:
-        world.retrain(pid, lid)
-    return [f"{pid}-{lid}" for pid, lid in chosen]
 
 
 def configure_faults(plan: FaultPlan, payload: dict[str, Any]) -> None:

@@ -188,7 +188,7 @@ def _scaled_layout(index: int, blocks: int) -> tuple[str, str, tuple[ImpulseSpec
     """`blocks` learn blocks cycling through every block type, split over two impulses."""
     specs = [_block(10 + i, BLOCK_TYPES[(i + index) % len(BLOCK_TYPES)], i) for i in range(blocks)]
     half = (len(specs) + 1) // 2
-    impulses = (ImpulseSpec(1, "Impulse A", "time-series", tuple(specs[:half])),)
+    impulses: tuple[ImpulseSpec, ...] = (ImpulseSpec(1, "Impulse A", "time-series", tuple(specs[:half])),)
     if specs[half:]:
         impulses += (ImpulseSpec(2, "Impulse B", "time-series", tuple(specs[half:])),)
     return (f"Scale project {index + 1}", "time-series", impulses, index % 2 == 0, "cortex-m4f-80mhz")
@@ -259,6 +259,34 @@ class World:
         with self._lock:
             state = self.states[(project_id, learn_id)]
             return BlockState(state.version, state.created, state.profiling_until)
+
+    def matching(self, project_id: int | None = None, learn_id: int | None = None
+                 ) -> list[tuple[int, int]]:
+        """(project id, learn id) of one block, every block of a project, or every block."""
+        chosen = [
+            (project.id, block.learn_id)
+            for project, block in self.blocks()
+            if (project_id is None or project.id == int(project_id))
+            and (learn_id is None or block.learn_id == int(learn_id))
+        ]
+        if not chosen:
+            raise KeyError(f"no learn block matches project {project_id}, learn block {learn_id}")
+        return chosen
+
+    def retrain_matching(self, project_id: int | None = None, learn_id: int | None = None) -> list[str]:
+        """Retrain one block, every block of a project, or every block; returns `project-learn` keys."""
+        chosen = self.matching(project_id, learn_id)
+        for pid, lid in chosen:
+            self.retrain(pid, lid)
+        return [f"{pid}-{lid}" for pid, lid in chosen]
+
+    def finish_profiling(self, project_id: int | None = None, learn_id: int | None = None) -> list[str]:
+        """End pending profiling now (tests control time this way, not by sleeping)."""
+        chosen = self.matching(project_id, learn_id)
+        with self._lock:
+            for key in chosen:
+                self.states[key].profiling_until = None
+        return [f"{pid}-{lid}" for pid, lid in chosen]
 
     def retrain(self, project_id: int, learn_id: int) -> BlockState:
         """Train the block again: new metrics, new `created`, profiling pending for a while."""

@@ -19,7 +19,9 @@ JOIN predictions b
 WHERE p.model_type <> 'float32'
 GROUP BY p.snapshot_id, p.model_type;
 
-CREATE OR REPLACE VIEW model_type_comparison AS
+-- Every model type against float32, float32 against itself included (so the trend covers blocks
+-- with only a float32 model); model_type_comparison leaves those self-pairs out.
+CREATE OR REPLACE VIEW model_type_pairs AS
 SELECT s.project_id, s.learn_id, s.snapshot_id, s.model_created_at, s.first_fetched_at,
        perf.mcu, perf.device_name, perf.is_default, perf.engine,
        m.model_type, 'float32' AS baseline_model_type,
@@ -31,7 +33,8 @@ SELECT s.project_id, s.learn_id, s.snapshot_id, s.model_created_at, s.first_fetc
        perf.ram_bytes / NULLIF(bp.ram_bytes, 0) AS ram_ratio,
        perf.rom_bytes, bp.rom_bytes AS baseline_rom_bytes,
        perf.rom_bytes / NULLIF(bp.rom_bytes, 0) AS rom_ratio,
-       agreement.prediction_agreement
+       CASE WHEN m.model_type = 'float32' THEN 1.0 ELSE agreement.prediction_agreement END
+           AS prediction_agreement
 FROM model_metrics m
 JOIN snapshots s ON s.snapshot_id = m.snapshot_id
 LEFT JOIN model_metrics bm ON bm.snapshot_id = m.snapshot_id AND bm.model_type = 'float32'
@@ -41,41 +44,20 @@ LEFT JOIN on_device_performance bp
   ON bp.snapshot_id = m.snapshot_id AND bp.model_type = 'float32'
  AND bp.mcu = perf.mcu AND bp.engine = perf.engine
 LEFT JOIN prediction_agreement agreement
-  ON agreement.snapshot_id = m.snapshot_id AND agreement.model_type = m.model_type
-WHERE m.model_type <> 'float32';
+  ON agreement.snapshot_id = m.snapshot_id AND agreement.model_type = m.model_type;
 
--- The trend covers every model type, float32 included (compared with itself), so that a block
--- with only a float32 model still shows when a retrain made it worse.
+CREATE OR REPLACE VIEW model_type_comparison AS
+SELECT * FROM model_type_pairs WHERE model_type <> 'float32';
+
 CREATE OR REPLACE VIEW model_type_trend AS
-WITH rows_ AS (
-    SELECT * FROM model_type_comparison
-    UNION ALL BY NAME
-    SELECT s.project_id, s.learn_id, s.snapshot_id, s.model_created_at, s.first_fetched_at,
-           perf.mcu, perf.device_name, perf.is_default, perf.engine,
-           m.model_type, 'float32' AS baseline_model_type,
-           m.accuracy, m.accuracy AS baseline_accuracy, 0.0 AS accuracy_delta,
-           m.loss, m.loss AS baseline_loss, 0.0 AS loss_delta,
-           perf.latency_ms, perf.latency_ms AS baseline_latency_ms,
-           perf.latency_ms / NULLIF(perf.latency_ms, 0) AS latency_ratio,
-           perf.ram_bytes, perf.ram_bytes AS baseline_ram_bytes,
-           perf.ram_bytes / NULLIF(perf.ram_bytes, 0) AS ram_ratio,
-           perf.rom_bytes, perf.rom_bytes AS baseline_rom_bytes,
-           perf.rom_bytes / NULLIF(perf.rom_bytes, 0) AS rom_ratio,
-           1.0 AS prediction_agreement
-    FROM model_metrics m
-    JOIN snapshots s ON s.snapshot_id = m.snapshot_id
-    LEFT JOIN on_device_performance perf
-      ON perf.snapshot_id = m.snapshot_id AND perf.model_type = m.model_type
-    WHERE m.model_type = 'float32'
-),
-ordered AS (
+WITH ordered AS (
     SELECT *,
            lag(snapshot_id) OVER w AS previous_snapshot_id,
            accuracy - lag(accuracy) OVER w AS accuracy_change,
            latency_ms / NULLIF(lag(latency_ms) OVER w, 0) - 1 AS latency_change,
            ram_bytes / NULLIF(lag(ram_bytes) OVER w, 0) - 1 AS ram_change,
            rom_bytes / NULLIF(lag(rom_bytes) OVER w, 0) - 1 AS rom_change
-    FROM rows_
+    FROM model_type_pairs
     WINDOW w AS (PARTITION BY project_id, learn_id, model_type, mcu, engine
                  ORDER BY model_created_at, first_fetched_at, snapshot_id)
 )

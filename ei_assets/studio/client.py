@@ -20,7 +20,7 @@ import httpx
 import msgspec
 
 from ei_assets.settings import ApiKey
-from ei_assets.studio.blocks import Endpoint, LearnBlock, Project, metadata_endpoints
+from ei_assets.studio.blocks import Endpoint, LearnBlock, Project
 from ei_assets.studio.errors import (
     ApiError,
     AuthError,
@@ -185,13 +185,6 @@ class StudioClient:
             list(pool.map(one_key, keys))
         found.blocks.sort(key=lambda b: (b.project_id, b.impulse_id, b.learn_id))
         return found
-
-    def fetch_metadata(self, key: ApiKey, block: LearnBlock) -> list[StudioResponse]:
-        """Every metadata response of one block (two for anomaly-gmm), primary first."""
-        return [
-            self.fetch_endpoint(key, block, endpoint)
-            for endpoint in metadata_endpoints(block.block_type)
-        ]
 
     def fetch_endpoint(self, key: ApiKey, block: LearnBlock, endpoint: Endpoint) -> StudioResponse:
         return self.get(

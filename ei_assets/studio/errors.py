@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def describe_location(endpoint: str | None, project_id: int | None, learn_id: int | None) -> str:
     """`project 1, learn block 3, keras`: how every message and log line names a request."""
@@ -49,9 +51,9 @@ class NotFoundError(StudioError):
 class ApiError(StudioError):
     """The API answered `success: false` (at any HTTP status) or an unexpected 4xx."""
 
-    def __init__(self, message: str, *, api_error: str | None = None, **kwargs: object) -> None:
+    def __init__(self, message: str, *, api_error: str | None = None, **kwargs: Any) -> None:
         self.api_error = api_error
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
 
 
 class InvalidResponseError(StudioError):

@@ -32,3 +32,14 @@ FROM prediction_disagreements d
 JOIN latest_snapshots USING (snapshot_id)
 WHERE d.model_type = 'int8'
 ORDER BY d.project_id, d.learn_id, d.sample_id, d.start_ms;
+
+-- name: latest_default_target_comparison
+-- Each model type against float32 at every block's default target, latest models: what the demo
+-- prints and the Dagster UI previews.
+SELECT project_id || '-' || learn_id AS block, model_type, mcu AS target, engine,
+       round(accuracy_delta, 4) AS accuracy_delta, round(latency_ratio, 2) AS latency_x,
+       round(ram_ratio, 2) AS ram_x, round(rom_ratio, 2) AS rom_x,
+       round(prediction_agreement, 3) AS agreement
+FROM model_type_comparison
+WHERE is_default AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+ORDER BY project_id, learn_id, model_type, engine;
