@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ei_assets.datadir import DataDir
+from ei_assets.progress import progress
 from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
 from ei_assets.rebuild import rebuild
 from ei_assets.refresh import STATUSES
@@ -221,26 +222,48 @@ def print_table(table: pa.Table, fmt: str = "table", max_rows: int = 200) -> Non
 def _show_progress() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  %(message)s"))
-    progress = logging.getLogger("ei_assets.progress")
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
     progress.propagate = False
 
 
-def _refresh(resources: dict[str, Any], blocks: list[str], home: str | None = None) -> int:
+def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: str,
+             home: str | None = None, verbose: bool = False) -> int:
+    """Run the refresh job and tell people, once and briefly, what happened and what to do."""
+    from ei_assets.orchestration.assets import REFRESH_OP
     from ei_assets.orchestration.refresh import instance_for_cli, run_refresh
 
     started = time.monotonic()
-    outcome = run_refresh(resources, instance_for_cli(home), blocks)
+    outcome = run_refresh(resources, instance_for_cli(home), blocks, verbose=verbose)
     report = outcome.report
-    counts = report.counts() if report else {}
-    summary = ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)
-    print(f"done in {time.monotonic() - started:.1f}s: {summary} (run {outcome.run_id[:8]})")
-    problems = [f"  failed: {b.describe()}" for b in report.with_status("failed")] if report else []
-    problems += [f"  error: discovery: {error}" for error in (report.errors if report else [])]
-    problems += [f"  error: {error}" for error in outcome.step_errors]
-    if problems:
-        print("\n".join(problems))
+    took = f"{time.monotonic() - started:.1f}s"
+    if report is None:  # the refresh step failed before it could report: settings, say
+        errors = outcome.step_errors or ["the refresh run failed"]
+        print(f"refresh failed after {took} (run {outcome.run_id[:8]}):")
+        print("\n".join(f"  error: {error}" for error in errors))
+        print("Fix the setting named above and run `ei-assets refresh` again"
+              + ("." if verbose else " (add -v for details)."))
+        return EXIT_CONFIG if any(": EI_" in e for e in errors) else EXIT_PARTIAL
+    counts = report.counts()
+    summary = ", ".join(f"{counts[status]} {status}" for status in STATUSES)
+    problems = report.discovery.errors
+    refused = [p for p in problems if p.refused]
+    keys_note = f"; {len(refused)} of {keys} API keys refused" if refused else ""
+    print(f"done in {took}: {summary}{keys_note} (run {outcome.run_id[:8]})")
+    lines = [f"  failed: {b.describe()}" for b in report.with_status("failed")]
+    lines += [f"  error: {problem}" for problem in problems]
+    lines += [f"  error: {e}" for e in outcome.step_errors if not e.startswith(f"{REFRESH_OP}:")]
+    if lines:
+        print("\n".join(lines))
+    if not report.discovery.keys_by_project:
+        if problems and len(refused) == len(problems):
+            print("Every key in EI_API_KEY was refused: copy current keys from Studio (your project > "
+                  "Dashboard > Keys) into EI_API_KEY, then run `ei-assets refresh` again.")
+            return EXIT_CONFIG
+        print(f"No project could be read from {api_url}: check EI_API_URL and the network, then "
+              "run `ei-assets refresh` again.")
+        return EXIT_PARTIAL
+    if lines:
         print("Fix or wait out the failures above and run `ei-assets refresh` again: "
               "blocks already saved are not fetched twice.")
     return EXIT_OK if outcome.all_refreshed else EXIT_PARTIAL
@@ -253,7 +276,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # fails fast, with exit 2, on a bad variable
     print(f"refreshing {len(settings.api_keys)} API key(s) from {settings.api_url} "
           f"into {settings.data_dir}")
-    return _refresh(build_resources(), args.block)
+    return _refresh(build_resources(), args.block, len(settings.api_keys), settings.api_url,
+                    verbose=args.verbose)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -271,10 +295,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Studio simulator on {sim.url}: {len(sim.world.projects)} projects, "
               f"{blocks} learn blocks; data in {data_dir}")
         print("\n== refresh 1 of 2")
-        first = _refresh(resources, [], home)
+        first = _refresh(resources, [], len(sim.api_keys), sim.url, home)
         retrained = sim.world.retrain_matching()
         print(f"\n== the simulator retrained {len(retrained)} learn blocks; refresh 2 of 2")
-        second = _refresh(resources, [], home)
+        second = _refresh(resources, [], len(sim.api_keys), sim.url, home)
     print("\n== int8 against float32 (and other model types) at each block's default target, "
           "latest models (ratios: model type / float32)")
     print_table(data.warehouse.query(LATEST_DEFAULT_TARGET_COMPARISON))

@@ -189,6 +189,8 @@ def _decode(endpoint: str, body: bytes, decode: Callable[[bytes], T]) -> T:
         raise DocumentError(endpoint, path, message.split(" - at `")[0]) from None
     except msgspec.DecodeError as exc:
         raise DocumentError(endpoint, "$", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DocumentError(endpoint, "$", "JSON nested too deeply to read") from None
 
 
 class _Keys:

@@ -150,6 +150,16 @@ def refresh_blocks(
 
 
 def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore) -> BlockReport:
+    """Fetch, archive and flatten one block. Never raises: whatever goes wrong fails this block."""
+    try:
+        return _refresh_block(client, key, block, store)
+    except Exception as exc:
+        log.debug("refreshing %s failed", block.key, exc_info=True)
+        return BlockReport(block, "failed", error=f"project {block.project_id}, learn block "
+                                                  f"{block.learn_id}: {_describe(exc)}")
+
+
+def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore) -> BlockReport:
     try:
         endpoints = metadata_endpoints(block.block_type)
     except UnknownBlockTypeError as exc:
@@ -185,6 +195,8 @@ def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: D
 
 def _describe(exc: Exception) -> str:
     """The error as one line; a DocumentError names the JSON path, others their kind."""
+    if isinstance(exc, RecursionError):
+        return "the response is JSON nested too deeply to read; it was not stored"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text if isinstance(exc, DocumentError) else f"{type(exc).__name__}: {text}"[:500]
 

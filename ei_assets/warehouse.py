@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from ei_assets.lake import Lake
+from ei_assets.progress import progress
 from ei_assets.raw_archive import RawArchive
 from ei_assets.schema import COMMIT_TABLE, LOG_TABLES, SNAPSHOT_TABLES, TABLES, VIEWS, Relation
 
@@ -106,6 +107,7 @@ class Warehouse:
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection, waiting up to lock_timeout for another process's write lock."""
         deadline = time.monotonic() + self.lock_timeout
+        waited = False
         while True:
             try:
                 connection = duckdb.connect(self.path, read_only=read_only)
@@ -114,6 +116,10 @@ class Warehouse:
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
+                if not waited:
+                    progress.info(f"waiting for the warehouse {self.path}: another refresh or "
+                                  f"rebuild is writing it (at most {self.lock_timeout:.0f}s)")
+                    waited = True
                 if time.monotonic() >= deadline:
                     raise WarehouseBusyError(
                         f"the warehouse {self.path} is locked by another process "

@@ -79,7 +79,8 @@ def test_a_refused_key_among_good_ones_exits_1_and_says_which(tmp_path: Path) ->
         result = ei(["refresh"], env, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "7 refreshed, 0 unchanged, 0 failed" in result.stdout
-    assert "error: discovery: projects: HTTP 401: the API key was refused" in result.stdout
+    assert "error: EI_API_KEY #4: projects: HTTP 401: the API key was refused" in result.stdout
+    assert "1 of 4 API keys refused" in result.stdout
     assert "ei_revoked" not in result.stdout + result.stderr
 
 

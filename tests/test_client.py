@@ -204,7 +204,8 @@ def test_auth_and_not_found_are_typed_and_not_retried(sim: Simulator, keys: list
 def test_discovery_reports_a_bad_key_and_keeps_the_good_ones(sim: Simulator, keys: list[ApiKey]) -> None:
     with StudioClient(sim.url, retry=fast_retry()) as client:
         found = client.discover([*keys, ApiKey("ei_bogus", "#4")])
-    assert len(found.errors) == 1 and isinstance(found.errors[0], AuthError)
+    assert len(found.errors) == 1 and isinstance(found.errors[0].error, AuthError)
+    assert found.errors[0].refused and str(found.errors[0]).startswith("EI_API_KEY #4: ")
     assert set(found.keys_by_project) == set(sim.world.projects)
 
 

@@ -33,7 +33,7 @@ def sim() -> Iterator[Simulator]:
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    overrides = {"concurrency": {"pools": {"default_limit": 1}}}  # as ei_assets/instance.yaml
+    overrides: dict[str, Any] = {}  # as ei_assets/instance.yaml: no pool limit
     with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as test_instance:
         yield test_instance
 

@@ -14,19 +14,16 @@ one shared materialization to every partition of the run and cannot fail one par
 refresh, per-block history, and per-block failure.
 """
 
-import logging
 from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from ei_assets.orchestration.resources import DataDirResource, ReportSink, StudioResource
+from ei_assets.progress import progress
 from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
 from ei_assets.refresh import BlockReport, RefreshReport, refresh
 from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, TABLES, VIEWS, WAREHOUSE_TABLES, Relation
 from ei_assets.studio import LearnBlock
-
-# The CLI shows these lines as progress; in the UI they appear through context.log.
-progress = logging.getLogger("ei_assets.progress")
 
 PARTITIONS = "learn_blocks"  # the dynamic partitions of learn_block_metadata
 learn_block_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
@@ -64,6 +61,25 @@ def partition_changes(
     remove = sorted(key for key in existing - wanted
                     if int(key.split("-", 1)[0]) in reachable_projects)
     return add, remove
+
+
+def sync_partitions(instance: dg.DagsterInstance, blocks: list[LearnBlock],
+                    reachable_projects: set[int]) -> tuple[list[str], list[str]]:
+    """Bring the partitions in line with discovery. Another run may add the same keys at the same
+    moment (a schedule tick and a user's run): then the storage refuses a duplicate, and we look
+    again and add what is still missing."""
+    for attempt in range(1, 4):
+        add, remove = partition_changes(instance, blocks, reachable_projects)
+        try:
+            if add:
+                instance.add_dynamic_partitions(PARTITIONS, add)
+            for key in remove:
+                instance.delete_dynamic_partition(PARTITIONS, key)
+            return add, remove
+        except Exception as exc:  # the storage's IntegrityError; its class depends on the backend
+            if "unique" not in str(exc).lower() or attempt == 3:
+                raise
+    raise AssertionError("unreachable")
 
 
 # ---- API -> raw archive -> lake ---------------------------------------------------------------
@@ -141,11 +157,7 @@ def _discovery_events(context: dg.AssetExecutionContext, report: RefreshReport
     if not found.keys_by_project:
         raise dg.Failure("no project could be discovered with the configured EI_API_KEY: "
                          + "; ".join(report.errors))
-    add, remove = partition_changes(context.instance, found.blocks, set(found.keys_by_project))
-    if add:
-        context.instance.add_dynamic_partitions(PARTITIONS, add)
-    for key in remove:
-        context.instance.delete_dynamic_partition(PARTITIONS, key)
+    add, remove = sync_partitions(context.instance, found.blocks, set(found.keys_by_project))
     _say(context, f"discovered {len(found.blocks)} learn blocks in {len(found.keys_by_project)} "
                   f"projects ({len(add)} new, {len(remove)} gone, {len(report.errors)} errors)")
     listing = "\n".join(

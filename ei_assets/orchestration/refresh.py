@@ -13,11 +13,17 @@ from dagster_shared.error import SerializableErrorInfo
 
 from ei_assets.orchestration.automation import refresh_run_config
 from ei_assets.orchestration.resources import ReportSink
+from ei_assets.process_lock import file_lock, is_alive_here, process_identity
+from ei_assets.progress import progress
 from ei_assets.refresh import RefreshReport
+
+PROCESS_TAG = "ei_assets/process"  # host:pid:start of the process executing a CLI run
+INSTANCE_LOCK = ".ei_assets-instance.lock"
+INSTANCE_LOCK_SECONDS = 120.0
 
 # The CLI prints the outcome itself, once; Dagster's console logger would repeat it.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-INSTANCE_FILE = "instance.yaml"  # packaged instance settings (the warehouse pool limit)
+INSTANCE_FILE = "instance.yaml"  # packaged instance settings
 
 
 @dataclass
@@ -48,23 +54,57 @@ def ensure_instance_home(path: str) -> str:
 
 def instance_for_cli(home: str | None = None) -> dg.DagsterInstance:
     """The instance at `home` or DAGSTER_HOME when set (the run then shows in the UI), else a
-    throwaway one."""
+    throwaway one. Opening is serialized across processes: two refreshes that start together on
+    a new DAGSTER_HOME would otherwise both create its databases and race on their schema."""
     home = home or os.environ.get("DAGSTER_HOME")
-    if home:
-        return dg.DagsterInstance.from_config(home)
-    return dg.DagsterInstance.ephemeral()
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+
+    def say_waiting() -> None:
+        progress.info(f"waiting for another ei-assets process to finish opening the Dagster "
+                      f"instance in {home} (at most {INSTANCE_LOCK_SECONDS:.0f}s)")
+
+    with file_lock(os.path.join(home, INSTANCE_LOCK), INSTANCE_LOCK_SECONDS, say_waiting):
+        ensure_instance_home(home)
+        instance = dg.DagsterInstance.from_config(home)
+        reaped = reap_dead_runs(instance)  # also creates the run and event storage, under the lock
+    for run_id in reaped:
+        progress.info(f"run {run_id[:8]} was killed before it finished: marked failed, its "
+                      "concurrency slots freed")
+    return instance
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs started by `ei-assets` on this host whose process is gone (SIGKILL, OOM): reported
+    failed, with their concurrency slots freed, so they never block a later run."""
+    unfinished = instance.get_runs(filters=dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                  dg.DagsterRunStatus.NOT_STARTED],
+    ))
+    reaped = []
+    for run in unfinished:
+        identity = run.tags.get(PROCESS_TAG)
+        if identity is None or is_alive_here(identity) is not False:
+            continue
+        instance.report_run_failed(run, "the process running it is gone (killed); "
+                                        "reaped by the next `ei-assets refresh`")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reaped.append(run.run_id)
+    return reaped
 
 
 def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
-                blocks: list[str] | None = None) -> RunOutcome:
+                blocks: list[str] | None = None, verbose: bool = False) -> RunOutcome:
     """Run the project's refresh job over `resources` (for `blocks` only, if given) and collect
     the core's report."""
     from ei_assets.definitions import build_definitions  # the code location imports this module's peers
 
     sink = ReportSink()
     job = build_definitions({**resources, "report_sink": sink}).resolve_job_def("refresh")
-    run_config: dict[str, Any] = {**QUIET_RUN_CONFIG, **(refresh_run_config(blocks) if blocks else {})}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    run_config: dict[str, Any] = {**({} if verbose else QUIET_RUN_CONFIG),
+                                  **(refresh_run_config(blocks) if blocks else {})}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                    tags={PROCESS_TAG: process_identity()})
     outcome = RunOutcome(success=result.success, run_id=result.run_id, report=sink.last)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:

@@ -25,6 +25,13 @@ class _Script:
 
 
 @dataclass
+class _Canned:
+    pattern: re.Pattern[str]
+    status: int
+    body: bytes
+
+
+@dataclass
 class FaultPlan:
     """Which fault (if any) the next request on a path gets.
 
@@ -39,6 +46,7 @@ class FaultPlan:
     slow_seconds: float = 5.0
     latency_seconds: float = 0.0  # added to every Studio response, to make concurrency visible
     _scripts: list[_Script] = field(default_factory=list)
+    _canned: list[_Canned] = field(default_factory=list)
     _rng: random.Random = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,6 +63,19 @@ class FaultPlan:
                 _Script(re.compile(path_regex), deque(check_kind(k) for k in kinds))
             )
 
+    def serve_body(self, path_regex: str, body: bytes, status: int = 200) -> None:
+        """Answer authorised requests on matching paths with exactly these bytes, until cleared:
+        hostile or malformed documents for tests (`ok`-path faults still apply first)."""
+        with self._lock:
+            self._canned.append(_Canned(re.compile(path_regex), status, bytes(body)))
+
+    def canned(self, path: str) -> tuple[int, bytes] | None:
+        with self._lock:
+            for canned in self._canned:
+                if canned.pattern.search(path):
+                    return canned.status, canned.body
+        return None
+
     def set_rates(self, rates: dict[str, float]) -> None:
         checked = FaultPlan(rates=dict(rates)).rates  # validates kinds and ranges first
         with self._lock:
@@ -63,6 +84,7 @@ class FaultPlan:
     def clear(self) -> None:
         with self._lock:
             self._scripts.clear()
+            self._canned.clear()
             self.rates.clear()
 
     def choose(self, path: str) -> str | None:

@@ -128,6 +128,7 @@ class SimulatorServer(ThreadingHTTPServer):
         self.faults = faults
         self.stats = Stats()
         self.cache = _BodyCache()
+        self.stopping = threading.Event()
         super().__init__(address, _Handler)
 
     @property
@@ -182,8 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
             page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
             self._send_bytes(200, page, {"Content-Type": "text/html"})
             return 200
-        if fault == "slow":
-            time.sleep(self.server.faults.slow_seconds)
+        if fault == "slow":  # released early when the simulator stops
+            self.server.stopping.wait(self.server.faults.slow_seconds)
         elif fault in ("500", "502", "503"):
             return self._json(int(fault), {"success": False, "error": f"Simulated HTTP {fault}"})
         elif fault == "429":
@@ -198,6 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
         project = world.project_for_key(self.headers.get("x-api-key", ""))
         if project is None:
             return self._json(401, {"success": False, "error": "Invalid API key"})
+        canned = self.server.faults.canned(path)
+        if canned is not None:
+            self._send_bytes(canned[0], canned[1])
+            return canned[0]
         route, match = next(
             ((name, m) for name, pattern in _ROUTES if (m := pattern.match(path))), (None, None)
         )
@@ -409,6 +414,7 @@ class Simulator:
 
     def stop(self) -> None:
         self._stop.set()
+        self.server.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -1,7 +1,7 @@
 """The Edge Impulse Studio API client (pure Python, no Dagster)."""
 
 from ei_assets.studio.blocks import LearnBlock, Project, metadata_endpoints
-from ei_assets.studio.client import Discovery, StudioClient, StudioResponse
+from ei_assets.studio.client import Discovery, DiscoveryProblem, StudioClient, StudioResponse
 from ei_assets.studio.errors import (
     ApiError,
     AuthError,
@@ -19,6 +19,7 @@ __all__ = [
     "AuthError",
     "DeadlineExceededError",
     "Discovery",
+    "DiscoveryProblem",
     "InvalidResponseError",
     "LearnBlock",
     "NotFoundError",

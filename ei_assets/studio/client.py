@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +36,7 @@ from ei_assets.studio.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_af
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ei-assets/0.1 (+https://github.com/ei-assets)"
+MAX_BODY_BYTES = 1 << 30  # larger bodies are refused, not buffered: a metadata body is ~1-50 MB
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class StudioResponse:
     def json(self) -> Any:
         """The whole document as Python objects (fine for small documents; see ei_assets.flatten)."""
         return msgspec.json.decode(self.body)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """One HTTP answer, its body read whole (and bounded)."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    path: str
+
+
+class BodyTooLargeError(Exception):
+    pass
 
 
 class _Envelope(msgspec.Struct):
@@ -86,13 +101,36 @@ class _ImpulsesDoc(msgspec.Struct):
     impulses: list[_ImpulseDoc]
 
 
+# Built once at import, never lazily inside the fetch threads.
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_DECODERS: dict[type[Any], Callable[[bytes], Any]] = {
+    doc_type: msgspec.json.Decoder(doc_type).decode for doc_type in (_ProjectsDoc, _ImpulsesDoc)
+}
+
+
+@dataclass(frozen=True)
+class DiscoveryProblem:
+    """A key, or a project of a key, that discovery could not read. Names the key by position."""
+
+    key_label: str  # "#2": the key's position in EI_API_KEY
+    error: StudioError
+
+    @property
+    def refused(self) -> bool:
+        """The key itself was refused (401/403): a configuration error, not a passing failure."""
+        return isinstance(self.error, AuthError) and self.error.endpoint == "projects"
+
+    def __str__(self) -> str:
+        return f"EI_API_KEY {self.key_label}: {self.error}"
+
+
 @dataclass
 class Discovery:
     """Every learn block reachable with the configured keys, and what could not be discovered."""
 
     blocks: list[LearnBlock] = field(default_factory=list)
     keys_by_project: dict[int, ApiKey] = field(default_factory=dict)
-    errors: list[StudioError] = field(default_factory=list)
+    errors: list[DiscoveryProblem] = field(default_factory=list)
 
 
 class StudioClient:
@@ -105,11 +143,13 @@ class StudioClient:
         deadline_seconds: float | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.max_body_bytes = max_body_bytes
         self._deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._http = httpx.Client(
@@ -168,14 +208,14 @@ class StudioClient:
                 projects = self.list_projects(key)
             except StudioError as exc:
                 with lock:
-                    found.errors.append(exc)
+                    found.errors.append(DiscoveryProblem(key.label, exc))
                 return
             for project in projects:
                 try:
                     blocks = self.list_learn_blocks(key, project)
                 except StudioError as exc:
                     with lock:
-                        found.errors.append(exc)
+                        found.errors.append(DiscoveryProblem(key.label, exc))
                     continue
                 with lock:
                     found.keys_by_project[project.id] = key
@@ -226,6 +266,8 @@ class StudioClient:
             wait: float | None
             try:
                 response = self._send(key, path, params, remaining)
+            except BodyTooLargeError as exc:
+                raise InvalidResponseError(str(exc), attempts=attempt, **where) from None
             except httpx.TimeoutException:
                 last_problem = f"timed out after {self._request_timeout(remaining):.1f}s"
                 last_status = None
@@ -235,7 +277,7 @@ class StudioClient:
                 last_status = None
                 wait = self.retry.backoff(attempt)
             else:
-                status = response.status_code
+                status = response.status
                 if status < 400 or status not in RETRYABLE_STATUS:
                     return self._accept(response, attempt, started, fetched_at, where)
                 last_problem, last_status = f"HTTP {status}{_api_error_text(response)}", status
@@ -256,7 +298,7 @@ class StudioClient:
                     status=last_status,
                     **where,
                 )
-            log.warning(
+            log.info(  # a retry is routine: shown with -v, summed up in fetch_log.attempts
                 "%s: %s; retrying in %.2fs (attempt %d/%d)",
                 describe_location(**where),
                 last_problem,
@@ -274,39 +316,56 @@ class StudioClient:
 
     def _send(
         self, key: ApiKey, path: str, params: Sequence[tuple[str, str]], remaining: float | None
-    ) -> httpx.Response:
+    ) -> _Reply:
         timeout = self._request_timeout(remaining)
         acquired = self._slots.acquire(timeout=remaining if remaining is not None else -1)
         if not acquired:
             raise httpx.PoolTimeout("no request slot free before the deadline")
         try:
-            return self._http.get(
+            with self._http.stream(
+                "GET",
                 path,
                 params=list(params),
                 headers={"x-api-key": key.reveal()},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            )
+            ) as response:
+                return _Reply(response.status_code, response.headers,
+                              self._read_bounded(response), str(response.request.url.path))
         finally:
             self._slots.release()
 
+    def _read_bounded(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BodyTooLargeError(f"body of {int(declared)} bytes is larger than the limit of "
+                                    f"{self.max_body_bytes} bytes; refused unread")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLargeError(f"body larger than the limit of {self.max_body_bytes} bytes; "
+                                        "refused after reading that much")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _accept(
         self,
-        response: httpx.Response,
+        response: _Reply,
         attempts: int,
         started: float,
         fetched_at: datetime,
         where: dict[str, Any],
     ) -> StudioResponse:
-        status = response.status_code
-        body = response.content
+        status = response.status
+        body = response.body
         try:
-            envelope = msgspec.json.decode(body, type=_Envelope)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            envelope = _decode_envelope(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             if status >= 400:  # an error page that is not JSON: the status says enough
                 envelope = _Envelope(success=False, error=None)
             else:
                 raise InvalidResponseError(
-                    f"body of {len(body)} bytes is not a JSON object ({exc})",
+                    f"body of {len(body)} bytes is not a JSON object ({_reason(exc)})",
                     status=status,
                     attempts=attempts,
                     **where,
@@ -315,7 +374,7 @@ class StudioClient:
         if status in (401, 403):
             raise AuthError(
                 f"HTTP {status}: the API key was refused ({api_error}); "
-                "check EI_API_KEY for this project",
+                "check that this key is current (Studio > your project > Dashboard > Keys)",
                 status=status,
                 attempts=attempts,
                 **where,
@@ -342,7 +401,7 @@ class StudioClient:
             )
         return StudioResponse(
             endpoint=where["endpoint"],
-            path=str(response.request.url.path),
+            path=response.path,
             status=status,
             body=body,
             attempts=attempts,
@@ -352,10 +411,10 @@ class StudioClient:
 
     def _decode(self, response: StudioResponse, doc_type: type[Any], **where: Any) -> Any:
         try:
-            return msgspec.json.decode(response.body, type=doc_type)
-        except msgspec.ValidationError as exc:
+            return _DECODERS[doc_type](response.body)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
             raise InvalidResponseError(
-                f"unexpected response shape: {exc}", endpoint=response.endpoint, **where
+                f"unexpected response shape: {_reason(exc)}", endpoint=response.endpoint, **where
             ) from None
 
     def _remaining(self) -> float | None:
@@ -365,10 +424,16 @@ class StudioClient:
         return self.timeout if remaining is None else max(0.001, min(self.timeout, remaining))
 
 
-def _api_error_text(response: httpx.Response) -> str:
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    return str(exc)
+
+
+def _api_error_text(response: _Reply) -> str:
     """`: <error>` from a `success: false` body, so retried failures keep the API's own words."""
     try:
-        envelope = msgspec.json.decode(response.content, type=_Envelope)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        envelope = _decode_envelope(response.body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return ""
     return f": {envelope.error}" if envelope.error else ""
