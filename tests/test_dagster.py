@@ -33,8 +33,7 @@ def sim() -> Iterator[Simulator]:
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    overrides: dict[str, Any] = {}  # as ei_assets/instance.yaml: no pool limit
-    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as test_instance:
+    with dg.instance_for_test(temp_dir=str(home)) as test_instance:  # as instance.yaml: no pool limit
         yield test_instance
 
 
