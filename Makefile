@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EI_DATA_DIR ?= ./data
 SIM_PORT ?= 8377
 
-.PHONY: install test lint demo dev bench clean
+.PHONY: install test lint demo dev bench stress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# 50 refreshes under CPU contention, counting native crashes (see bench/stress.py)
+stress: $(STAMP)
+	$(BIN)/python -m bench.stress
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -11,7 +11,8 @@ from ei_assets.simulator import Simulator, WorldConfig
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     """A default-world simulator on a free loopback port, profiling delays kept short."""
-    with Simulator(WorldConfig(profiling_seconds=0.5)) as simulator:
+    # profiling after a retrain stays pending until a test ends it (world.finish_profiling)
+    with Simulator(WorldConfig(profiling_seconds=3600.0)) as simulator:
         yield simulator
 
 

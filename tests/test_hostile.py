@@ -134,3 +134,21 @@ def test_fuzzed_bodies_never_stop_the_run(body: bytes, sim: Simulator, tmp_path:
     victim = by_key[VICTIM]
     if victim.status == "failed":
         assert victim.error and f"learn block {VICTIM[1]}" in victim.error
+
+
+def test_no_struct_decoder_is_built_inside_a_function() -> None:
+    """msgspec fills a Struct type's decoding info on its first use, and on Python < 3.13 two
+    threads doing that at once can crash the process (SIGSEGV). So every typed decoder is built
+    at import: no `msgspec.json.decode(..., type=...)` and no `Decoder(...)` inside a function."""
+    import ast
+
+    offenders = []
+    for path in (Path(__file__).parent.parent / "ei_assets").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.Lambda)):
+            for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
+                name = ast.unparse(call.func)
+                typed = name.endswith("json.decode") and any(k.arg == "type" for k in call.keywords)
+                if typed or (name.endswith("json.Decoder") and call.args):
+                    offenders.append(f"{path.name}:{call.lineno}")
+    assert offenders == []

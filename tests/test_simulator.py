@@ -71,7 +71,7 @@ def test_every_endpoint_block_type_and_state_validates_against_official_models(
     for project, block in sim.world.blocks():
         sim.world.retrain(project.id, block.learn_id)
     check_all("profiling-pending")
-    time.sleep(0.6)
+    sim.world.finish_profiling()
     check_all("retrained")
     assert seen == {(t, s) for t in BLOCK_TYPES for s in ("trained", "profiling-pending", "retrained")}
 
@@ -142,7 +142,7 @@ def test_eon_ram_optimized_only_on_some_projects(sim: Simulator) -> None:
 
 
 def test_same_seed_same_world_and_a_retrain_changes_metrics_then_profiling_completes() -> None:
-    config = WorldConfig(seed=7, profiling_seconds=0.4)
+    config = WorldConfig(seed=7, profiling_seconds=3600.0)  # pending until the control call
     with Simulator(config) as a, Simulator(config) as b:
         assert a.api_keys == b.api_keys
         key, _, path = metadata_paths(a)[0]
@@ -155,7 +155,9 @@ def test_same_seed_same_world_and_a_retrain_changes_metrics_then_profiling_compl
         assert pending["created"] != msgspec.json.decode(before)["created"]
         assert all(m["profilingJobId"] and m["onDevicePerformance"] == []
                    for m in pending["modelValidationMetrics"])
-        time.sleep(0.5)
+        finished = httpx.post(a.url.replace("/v1", "/_sim/profiling/finish"),
+                              json={"projectId": 100001, "learnId": 3})
+        assert finished.json()["finished"] == ["100001-3"]
         done = get(a, path, key).json()
         assert all("profilingJobId" not in m and m["onDevicePerformance"]
                    for m in done["modelValidationMetrics"])
@@ -164,8 +166,12 @@ def test_same_seed_same_world_and_a_retrain_changes_metrics_then_profiling_compl
 
 def test_retrain_every_retrains_on_its_own() -> None:
     with Simulator(WorldConfig(profiling_seconds=0.1), retrain_every=0.1) as sim:
-        time.sleep(0.5)
-        versions = [sim.world.state(p.id, b.learn_id).version for p, b in sim.world.blocks()]
+        deadline = time.monotonic() + 60  # a generous bound; the loop ends at the first retrain
+        while time.monotonic() < deadline:
+            versions = [sim.world.state(p.id, b.learn_id).version for p, b in sim.world.blocks()]
+            if max(versions) > 1:
+                break
+            time.sleep(0.05)
     assert max(versions) > 1
 
 
