@@ -253,6 +253,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
     lines = [f"  failed: {b.describe()}" for b in report.with_status("failed")]
     lines += [f"  error: {problem}" for problem in problems]
     lines += [f"  error: {e}" for e in outcome.step_errors if not e.startswith(f"{REFRESH_OP}:")]
+    lines += [f"  warning: {error}" for error in report.constraint_errors]
     if lines:
         print("\n".join(lines))
     if not report.discovery.keys_by_project:
@@ -263,7 +264,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
         print(f"No project could be read from {api_url}: check EI_API_URL and the network, then "
               "run `ei-assets refresh` again.")
         return EXIT_PARTIAL
-    if lines:
+    if len(lines) > len(report.constraint_errors):
         print("Fix or wait out the failures above and run `ei-assets refresh` again: "
               "blocks already saved are not fetched twice.")
     return EXIT_OK if outcome.all_refreshed else EXIT_PARTIAL

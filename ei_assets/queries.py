@@ -20,3 +20,6 @@ INT8_COSTS_AND_SAVINGS = QUERIES["int8_costs_and_savings"]
 REGRESSED_RETRAINS = QUERIES["regressed_retrains"]
 FLIPPED_SAMPLES = QUERIES["flipped_samples"]
 LATEST_DEFAULT_TARGET_COMPARISON = QUERIES["latest_default_target_comparison"]
+# the questions the README shows, in its order
+README_QUESTIONS = ("int8_costs_and_savings", "regressed_retrains", "flipped_samples",
+                    "latest_budget_fit", "classes_int8_hurts", "anomaly_drift")

@@ -34,6 +34,7 @@ from ei_assets.studio import (
     UnknownBlockTypeError,
     metadata_endpoints,
 )
+from ei_assets.target_constraints import constraints_tables
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ OnBlock = Callable[[BlockReport, int, int], None]  # (report, blocks done, block
 class RefreshReport:
     discovery: Discovery
     blocks: list[BlockReport]
+    # projects whose target constraints could not be read: listed, they fail no block
+    constraint_errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[Status, int]:
         return {status: sum(b.status == status for b in self.blocks) for status in STATUSES}
@@ -105,8 +108,10 @@ def refresh(
     """Discover every learn block of every key, then refresh them all (or those in `only`, keys
     `<project_id>-<learn_id>`). Writes one discoveries and one fetch_log file per call."""
     found = client.discover(keys)
+    seen_at = datetime.now(UTC)
     if found.blocks:
-        store.raw.append_log("discoveries", discoveries_table(found.blocks, datetime.now(UTC)))
+        store.raw.append_log("discoveries", discoveries_table(found.blocks, seen_at))
+    constraint_errors = fetch_target_constraints(client, found, store, seen_at, max_workers)
     blocks = found.blocks
     missing: list[BlockReport] = []
     if only:
@@ -115,7 +120,31 @@ def refresh(
         missing = [_not_listed(key) for key in sorted(set(only) - listed)]
     reports = refresh_blocks(client, blocks, found.keys_by_project, store, max_workers, on_block)
     return RefreshReport(found, sorted([*reports, *missing],
-                                       key=lambda r: (r.block.project_id, r.block.learn_id)))
+                                       key=lambda r: (r.block.project_id, r.block.learn_id)),
+                         constraint_errors)
+
+
+def fetch_target_constraints(client: StudioClient, found: Discovery, store: DataStore,
+                             fetched_at: datetime, max_workers: int) -> list[str]:
+    """Every reachable project's target devices and budgets, one log file per table; returns the
+    projects that could not be read, named."""
+
+    def one(project_id: int) -> tuple[pa.Table, pa.Table] | str:
+        try:
+            body = client.get_target_constraints(found.keys_by_project[project_id], project_id).body
+            return constraints_tables(project_id, fetched_at, body)
+        except StudioError as exc:  # names the project and endpoint already
+            return str(exc)
+        except Exception as exc:  # one project's problem is its own
+            return f"project {project_id}, target-constraints: {_describe(exc)}"
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-constraints") as pool:
+        results = list(pool.map(one, sorted(found.keys_by_project)))
+    tables = [r for r in results if not isinstance(r, str)]
+    for index, name in enumerate(("target_constraints", "application_budgets")):
+        if tables:
+            store.raw.append_log(name, pa.concat_tables([t[index] for t in tables]))
+    return [r for r in results if isinstance(r, str)]
 
 
 def _not_listed(key: str) -> BlockReport:
@@ -198,7 +227,9 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "the response is JSON nested too deeply to read; it was not stored"
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return text if isinstance(exc, DocumentError) else f"{type(exc).__name__}: {text}"[:500]
+    if isinstance(exc, DocumentError | StudioError):
+        return text
+    return f"{type(exc).__name__}: {text}"[:500]
 
 
 def _fetch_row(

@@ -306,6 +306,47 @@ TABLES: dict[str, Relation] = {t.name: t for t in [
         ),
         Kind.LOG,
     ),
+    Relation(
+        "target_constraints",
+        "One row per target device in a project's target constraints, per fetch; the first "
+        "(target_index 0) is the selected target.",
+        (
+            _c("fetched_at", UTC_TS, "When the target constraints were fetched.", nullable=False),
+            PROJECT_ID,
+            _c("target_index", pa.int32(), "Position in the API's list; 0 is the selected target.",
+               nullable=False),
+            _c("is_selected", pa.bool_(), "Whether this is the project's selected target.",
+               nullable=False),
+            _c("device_name", pa.string(), "Display name of the device."),
+            _c("board", pa.string(), "Dev board part number, if known."),
+            _c("mcu", pa.string(), "The device's latencyDevice: the target profiled models name."),
+            _c("ram_min_bytes", pa.int64(), "First processor's RAM, minimum (fast + slow)."),
+            _c("ram_max_bytes", pa.int64(), "First processor's RAM, maximum (fast + slow)."),
+            _c("rom_min_bytes", pa.int64(), "First processor's ROM, minimum (fast + slow)."),
+            _c("rom_max_bytes", pa.int64(), "First processor's ROM, maximum (fast + slow)."),
+            _c("clock_min_mhz", pa.float64(), "First processor's clock rate, minimum, MHz."),
+            _c("clock_max_mhz", pa.float64(), "First processor's clock rate, maximum, MHz."),
+        ),
+        Kind.LOG,
+    ),
+    Relation(
+        "application_budgets",
+        "One row per application budget in a project's target constraints, per fetch; the first "
+        "(budget_index 0) is the selected budget.",
+        (
+            _c("fetched_at", UTC_TS, "When the target constraints were fetched.", nullable=False),
+            PROJECT_ID,
+            _c("budget_index", pa.int32(), "Position in the API's list; 0 is the selected budget.",
+               nullable=False),
+            _c("is_selected", pa.bool_(), "Whether this is the project's selected budget.",
+               nullable=False),
+            _c("latency_max_ms", pa.float64(), "Most latency allowed per inference, ms."),
+            _c("ram_max_bytes", pa.int64(), "Most RAM the model may use (memory overhead, fast + slow)."),
+            _c("rom_max_bytes", pa.int64(), "Most ROM the model may use (memory overhead, fast + slow)."),
+            _c("energy_max_joules", pa.float64(), "Most energy allowed per inference, J."),
+        ),
+        Kind.LOG,
+    ),
 ]}
 
 
@@ -336,6 +377,7 @@ TABLES["learn_blocks"] = Relation(
 
 _PERF = ON_DEVICE_PERFORMANCE
 _METRICS = TABLES["model_metrics"]
+_REPORT = TABLES["classification_report"]
 
 
 def _baseline(column: Column, what: str) -> Column:
@@ -399,12 +441,55 @@ VIEWS: dict[str, Relation] = {v.name: v for v in [
                  PREDICTIONS.column("prediction_correct"),
                  _c("baseline_prediction_correct", pa.bool_(), "Whether float32's prediction is right."),
              )), Kind.DERIVED, is_view=True),
+    Relation("budget_fit",
+             "Each profiled model type and engine on the project's selected target against its "
+             "selected application budget (latest target-constraints fetch).",
+             _nullable((
+                 *_from(_PERF, "project_id", "learn_id", "snapshot_id", "model_type", "engine", "mcu",
+                        "latency_ms", "ram_bytes", "rom_bytes"),
+                 _c("latency_budget_ms", pa.float64(), "Selected budget's latency limit, ms."),
+                 _c("ram_budget_bytes", pa.int64(), "Selected budget's RAM limit, bytes."),
+                 _c("rom_budget_bytes", pa.int64(), "Selected budget's ROM limit, bytes."),
+                 _c("latency_headroom", pa.float64(), "latency_budget_ms - latency_ms."),
+                 _c("ram_headroom", pa.int64(), "ram_budget_bytes - ram_bytes."),
+                 _c("rom_headroom", pa.int64(), "rom_budget_bytes - rom_bytes."),
+                 _c("fits", pa.bool_(), "Every budgeted figure within budget; NULL when nothing is "
+                    "budgeted or a budgeted figure was not profiled."),
+             )), Kind.DERIVED, is_view=True),
+    Relation("class_metric_deltas",
+             "Per class of the classification report, each non-float32 model type against float32.",
+             _nullable((
+                 *_from(_REPORT, "project_id", "learn_id", "snapshot_id", "model_type", "class",
+                        "precision"),
+                 _baseline(_REPORT.column("precision"), "Precision"),
+                 _c("precision_delta", pa.float64(), "precision - baseline_precision."),
+                 _REPORT.column("recall"), _baseline(_REPORT.column("recall"), "Recall"),
+                 _c("recall_delta", pa.float64(), "recall - baseline_recall."),
+                 _REPORT.column("f1_score"), _baseline(_REPORT.column("f1_score"), "F1 score"),
+                 _c("f1_delta", pa.float64(), "f1_score - baseline_f1_score."),
+                 _REPORT.column("support"),
+             )), Kind.DERIVED, is_view=True),
+    Relation("anomaly_score_trend",
+             "Per snapshot and model type of a block with anomaly scores: the window scores "
+             "against the threshold, and the change from the block's previous snapshot.",
+             _nullable((
+                 PROJECT_ID, LEARN_ID, SNAPSHOT_ID, SNAPSHOTS.column("model_created_at"), MODEL_TYPE,
+                 _c("n_scores", pa.int64(), "Windows with a score."),
+                 _c("score_p50", pa.float64(), "Median window score (quantile_cont)."),
+                 _c("score_p95", pa.float64(), "95th percentile of the window scores."),
+                 _c("score_max", pa.float64(), "Highest window score."),
+                 _c("threshold", pa.float64(), "The snapshot's min_anomaly_score (NULL if none)."),
+                 _c("share_above_threshold", pa.float64(), "Share of windows scoring above it."),
+                 _c("previous_snapshot_id", pa.string(), "The block's previous snapshot."),
+                 _c("p95_change", pa.float64(), "score_p95 - previous score_p95."),
+             )), Kind.DERIVED, is_view=True),
 ]}
 
 SNAPSHOT_TABLES = tuple(n for n, t in TABLES.items() if t.kind is Kind.SNAPSHOT)
 LOG_TABLES = tuple(n for n, t in TABLES.items() if t.kind is Kind.LOG)
-# What the warehouse publishes as tables: the lake's tables, the fetch log and learn_blocks.
-WAREHOUSE_TABLES = (*SNAPSHOT_TABLES, "fetch_log", "learn_blocks")
+# What the warehouse publishes as tables: the lake's tables, the run logs but the raw discovery
+# log, and learn_blocks (built from that log).
+WAREHOUSE_TABLES = (*SNAPSHOT_TABLES, *(t for t in LOG_TABLES if t != "discoveries"), "learn_blocks")
 PUBLIC_VIEWS = tuple(n for n, v in VIEWS.items() if v.public)
 # Written last for a snapshot: its presence in the lake means every other table file is there.
 COMMIT_TABLE = "snapshots"

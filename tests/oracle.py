@@ -17,6 +17,7 @@ from edgeimpulse_api.models.block_threshold_value import BlockThresholdValue
 from edgeimpulse_api.models.generic_api_response import GenericApiResponse
 from edgeimpulse_api.models.get_all_impulses_response import GetAllImpulsesResponse
 from edgeimpulse_api.models.get_impulse_response import GetImpulseResponse
+from edgeimpulse_api.models.get_target_constraints_response import GetTargetConstraintsResponse
 from edgeimpulse_api.models.keras_model_metadata_response import KerasModelMetadataResponse
 from edgeimpulse_api.models.list_projects_response import ListProjectsResponse
 
@@ -27,6 +28,7 @@ MODELS = {
     "anomaly": AnomalyModelMetadataResponse,
     "gmm": AnomalyGmmMetadataResponse,
     "keras": KerasModelMetadataResponse,
+    "target-constraints": GetTargetConstraintsResponse,
     "error": GenericApiResponse,
 }
 

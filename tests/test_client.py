@@ -8,7 +8,6 @@ import itertools
 import logging
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime

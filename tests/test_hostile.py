@@ -152,3 +152,28 @@ def test_no_struct_decoder_is_built_inside_a_function() -> None:
                 if typed or (name.endswith("json.Decoder") and call.args):
                     offenders.append(f"{path.name}:{call.lineno}")
     assert offenders == []
+
+
+CONSTRAINTS_HOSTILE = {
+    "memory figure beyond any integer": b'{"success": true, "targetConstraints": {"targetDevices": '
+    b'[{"processors": [{"memory": {"ram": {"fastBytes": {"maximum": 1e400}}}}]}], '
+    b'"applicationBudgets": []}}',
+    "invalid UTF-8 in a name": b'{"targetConstraints": {"targetDevices": [{"name": "\xff\xfe"}], '
+    b'"applicationBudgets": []}}',
+    "wrong type": b'{"targetConstraints": {"targetDevices": "all", "applicationBudgets": []}}',
+    "deep nesting": nested(5000),
+    "HTML at 200": HOSTILE["HTML at 200"],
+}
+
+
+@pytest.mark.parametrize("name", list(CONSTRAINTS_HOSTILE))
+def test_a_hostile_target_constraints_body_fails_no_block(name: str, sim: Simulator,
+                                                         tmp_path: Path) -> None:
+    sim.faults.clear()
+    sim.faults.serve_body(r"/100001/target-constraints$", CONSTRAINTS_HOSTILE[name])
+    store = DataStore(pafs.LocalFileSystem(), str(tmp_path))
+    keys = [ApiKey(k, f"#{i}") for i, k in enumerate(sim.api_keys, start=1)]
+    with StudioClient(sim.url) as client:
+        report = refresh(client, keys, store, max_workers=4)
+    assert all(b.status in ("refreshed", "unchanged") for b in report.blocks)
+    assert len(report.constraint_errors) == 1 and "project 100001" in report.constraint_errors[0]

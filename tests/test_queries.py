@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from ei_assets.datadir import DataDir
-from ei_assets.queries import QUERIES
+from ei_assets.queries import QUERIES, README_QUESTIONS
 from ei_assets.refresh import refresh
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig
@@ -32,7 +32,7 @@ def normalized(sql: str) -> str:
 def test_the_readme_shows_the_named_queries_as_they_are() -> None:
     blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
     shown = {normalized(block) for block in blocks}
-    for name in ("int8_costs_and_savings", "regressed_retrains", "flipped_samples"):
+    for name in README_QUESTIONS:
         assert normalized(QUERIES[name]) in shown, name
 
 
@@ -51,4 +51,10 @@ def test_readme_queries_answer_the_questions(tmp_path: Path) -> None:
     assert all(r["previous_snapshot_id"] for r in regressed)
     flipped = data.warehouse.query(queries["flipped_samples"]).to_pylist()
     assert flipped and all(r["float32"] != r["int8"] for r in flipped)
+    fit = data.warehouse.query(queries["latest_budget_fit"]).to_pylist()
+    assert {r["fits"] for r in fit} >= {True, False}
+    hurt = data.warehouse.query(queries["classes_int8_hurts"]).to_pylist()
+    assert hurt and all(r["f1_delta"] < 0 for r in hurt)
+    drift = data.warehouse.query(queries["anomaly_drift"]).to_pylist()
+    assert drift and any(r["p95_change"] is not None for r in drift)
     assert pafs.LocalFileSystem().get_file_info(str(tmp_path / "ei.duckdb")).size > 0

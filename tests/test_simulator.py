@@ -244,3 +244,16 @@ def test_the_oracle_rejects_what_studio_would_not_send(sim: Simulator) -> None:
     for bad in broken:
         with pytest.raises(ValueError):
             validate("keras", bad)
+
+
+def test_target_constraints_of_every_kind_of_project_validate(sim: Simulator) -> None:
+    shapes = []
+    for project in sim.world.projects.values():
+        response = get(sim, f"/api/{project.id}/target-constraints", project.api_key)
+        assert response.status_code == 200
+        parsed = validate("target-constraints", response.json())
+        constraints = parsed.target_constraints
+        shapes.append((len(constraints.target_devices), len(constraints.application_budgets)))
+        if constraints.target_devices:
+            assert constraints.target_devices[0].latency_device == project.default_target
+    assert shapes == [(2, 2), (1, 0), (0, 0)]  # budgets; a target but no budget; nothing at all

@@ -154,6 +154,8 @@ def _discovery_events(context: dg.AssetExecutionContext, report: RefreshReport
     found = report.discovery
     for error in report.errors:
         context.log.error(error)
+    for error in report.constraint_errors:
+        context.log.warning(error)
     if not found.keys_by_project:
         raise dg.Failure("no project could be discovered with the configured EI_API_KEY: "
                          + "; ".join(report.errors))
@@ -171,6 +173,7 @@ def _discovery_events(context: dg.AssetExecutionContext, report: RefreshReport
             "projects": len(found.keys_by_project),
             "discovery_errors": len(report.errors),
             "errors": bullet_list(report.errors),
+            "target_constraint_errors": bullet_list(report.constraint_errors),
             "dagster/row_count": len(found.blocks),
             "preview": dg.MetadataValue.md(
                 "| partition | project | impulse | type | title |\n|---|---|---|---|---|\n" + listing),

@@ -90,6 +90,26 @@ def equal_prediction_counts(data_dir: DataDirResource) -> dg.AssetCheckResult:
     return _result(rows, dg.AssetCheckSeverity.ERROR, "snapshots")
 
 
+@dg.asset_check(asset=["warehouse", "budget_fit"],
+                description="The latest model of each block's recommended type fits the project's "
+                            "selected application budget on its selected target.")
+def recommended_model_fits_budget(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    rows = _rows(data_dir, f"""
+        SELECT f.project_id, f.learn_id, f.model_type, f.engine, f.mcu,
+               concat_ws('; ',
+                   CASE WHEN f.latency_headroom < 0 THEN 'latency ' || round(f.latency_ms, 3) ||
+                        ' ms > ' || f.latency_budget_ms || ' ms (+' || round(-f.latency_headroom, 3) ||
+                        ' ms)' END,
+                   CASE WHEN f.ram_headroom < 0 THEN 'RAM ' || f.ram_bytes || ' B > ' ||
+                        f.ram_budget_bytes || ' B (+' || -f.ram_headroom || ' B)' END,
+                   CASE WHEN f.rom_headroom < 0 THEN 'ROM ' || f.rom_bytes || ' B > ' ||
+                        f.rom_budget_bytes || ' B (+' || -f.rom_headroom || ' B)' END) AS overshoot
+        FROM budget_fit f JOIN latest_snapshots s USING (snapshot_id)
+        WHERE f.{LATEST} AND f.model_type = s.recommended_model_type AND NOT f.fits
+        ORDER BY 1, 2, 4""")
+    return _result(rows, dg.AssetCheckSeverity.WARN, "over_budget")
+
+
 with warnings.catch_warnings():  # the builder is marked beta; its behaviour is what we test
     warnings.simplefilter("ignore", dg.BetaWarning)
     schema_change_checks = dg.build_column_schema_change_checks(
@@ -102,5 +122,5 @@ with warnings.catch_warnings():  # the builder is marked beta; its behaviour is 
     )
 
 CHECKS = [int8_accuracy_drop, no_regression, profiling_complete, default_target_complete,
-          equal_prediction_counts, *schema_change_checks]
+          equal_prediction_counts, recommended_model_fits_budget, *schema_change_checks]
 __all__ = ["CHECKS"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ei_assets.simulator.world import BlockSpec, BlockState, ProjectSpec, Target, World
+from ei_assets.simulator.world import TARGETS, BlockSpec, BlockState, ProjectSpec, Target, World
 
 Doc = dict[str, Any]
 
@@ -429,3 +429,45 @@ def gmm_document(world: World, project: ProjectSpec, block: BlockSpec, state: Bl
         "covariances": covariances,
         "weights": np.round(weights, 6).tolist(),
     }
+
+
+def _range(minimum: float | None = None, maximum: float | None = None) -> Doc:
+    return {k: v for k, v in (("minimum", minimum), ("maximum", maximum)) if v is not None}
+
+
+def target_constraints_document(world: World, project: ProjectSpec) -> Doc:
+    """GET /api/{projectId}/target-constraints. The three kinds of project cycle: targets and
+    budgets; a target but no budget; no targets and no budgets at all."""
+    kind = (project.id - 100_001) % 3
+    by_mcu = {t.mcu: t for t in TARGETS}
+    selected = by_mcu[project.default_target]
+    devices: list[Doc] = []
+    budgets: list[Doc] = []
+    if kind in (0, 1):
+        devices.append({
+            "name": selected.name,
+            "board": f"{selected.mcu}-devkit",
+            "latencyDevice": selected.mcu,
+            "processors": [
+                {"part": selected.mcu.upper(), "format": "low-end MCU", "architecture": "Cortex-M",
+                 "fpu": True, "clockRateMhz": _range(64, 80 if kind == 0 else 128),
+                 "memory": {"ram": {"fastBytes": _range(65_536, 131_072),
+                                    "slowBytes": _range(maximum=262_144)},
+                            "rom": {"fastBytes": _range(1_048_576, 1_048_576)}}},
+                {"part": "coprocessor", "clockRateMhz": _range(8, 8),  # ignored: the first counts
+                 "memory": {"ram": {"fastBytes": _range(1, 1)}}},
+            ],
+        })
+    if kind == 0:
+        other = by_mcu["cortex-m7-216mhz"]
+        devices.append({"name": other.name, "latencyDevice": other.mcu,
+                        "processors": [{"clockRateMhz": _range(216, 216)}]})
+        budgets.append({"latencyPerInferenceMs": _range(maximum=1.0),
+                        "energyPerInferenceJoules": _range(maximum=0.005),
+                        "memoryOverhead": {"ram": {"fastBytes": _range(maximum=6_000),
+                                                   "slowBytes": _range(maximum=2_192)},
+                                           "rom": {"fastBytes": _range(maximum=32_768)}}})
+        budgets.append({"latencyPerInferenceMs": _range(maximum=100.0)})
+    return {"success": True,
+            "targetConstraints": {"selectedTargetBasedOn": "user-configured",
+                                  "targetDevices": devices, "applicationBudgets": budgets}}

@@ -42,6 +42,7 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("projects", re.compile(r"^/v1/api/projects$")),
     ("impulses", re.compile(r"^/v1/api/(?P<project>\d+)/impulses$")),
     ("impulse", re.compile(r"^/v1/api/(?P<project>\d+)/impulse$")),
+    ("target-constraints", re.compile(r"^/v1/api/(?P<project>\d+)/target-constraints$")),
     ("gmm", re.compile(r"^/v1/api/(?P<project>\d+)/training/anomaly/(?P<learn>\d+)/gmm/metadata$")),
     ("anomaly", re.compile(r"^/v1/api/(?P<project>\d+)/training/anomaly/(?P<learn>\d+)/metadata$")),
     ("keras", re.compile(r"^/v1/api/(?P<project>\d+)/training/keras/(?P<learn>\d+)/metadata$")),
@@ -221,6 +222,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "impulse":
             return self._send_doc(fault, ("impulse", project.id),
                                   lambda: documents.impulse_document(project))
+        if route == "target-constraints":
+            return self._send_doc(fault, ("target-constraints", project.id),
+                                  lambda: documents.target_constraints_document(world, project))
         learn_id = int(match.group("learn"))
         found = world.find_block(project.id, learn_id)
         expected = {"anomaly": ("anomaly", "anomaly-gmm"), "gmm": ("anomaly-gmm",)}

@@ -43,3 +43,29 @@ SELECT project_id || '-' || learn_id AS block, model_type, mcu AS target, engine
 FROM model_type_comparison
 WHERE is_default AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
 ORDER BY project_id, learn_id, model_type, engine;
+
+-- name: latest_budget_fit
+-- Does the latest model fit the device? Each model type and engine on the project's selected
+-- target against its selected application budget (negative headroom: over budget).
+SELECT project_id, learn_id, model_type, engine, mcu, fits,
+       round(latency_headroom, 3) AS latency_headroom_ms, ram_headroom, rom_headroom
+FROM budget_fit
+WHERE snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+ORDER BY project_id, learn_id, model_type, engine;
+
+-- name: classes_int8_hurts
+-- Which classes int8 hurts, by how much, with support, in the latest models.
+SELECT project_id, learn_id, class, round(f1_delta, 4) AS f1_delta,
+       round(precision_delta, 4) AS precision_delta, round(recall_delta, 4) AS recall_delta, support
+FROM class_metric_deltas
+WHERE model_type = 'int8' AND f1_delta < 0
+  AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+ORDER BY f1_delta, project_id, learn_id, class;
+
+-- name: anomaly_drift
+-- How the anomaly scores of each retrain sit against the threshold, and how p95 moved.
+SELECT project_id, learn_id, model_type, model_created_at, n_scores,
+       round(score_p95, 3) AS p95, round(p95_change, 3) AS p95_change, threshold,
+       round(share_above_threshold, 3) AS above_threshold
+FROM anomaly_score_trend
+ORDER BY project_id, learn_id, model_type, model_created_at;

@@ -77,3 +77,79 @@ JOIN predictions b
   ON b.snapshot_id = p.snapshot_id AND b.model_type = 'float32'
  AND b.sample_id = p.sample_id AND b.start_ms = p.start_ms AND b.end_ms = p.end_ms
 WHERE p.model_type <> 'float32' AND p.prediction IS DISTINCT FROM b.prediction;
+
+-- Each profiled model on the project's selected target (matched on mcu) against its selected
+-- application budget, from the project's latest target-constraints fetch. Within budget means
+-- value <= budget; fits is NULL when nothing is budgeted or a budgeted figure was not profiled.
+CREATE OR REPLACE VIEW budget_fit AS
+WITH latest AS (
+    SELECT project_id, max(fetched_at) AS fetched_at
+    FROM (SELECT project_id, fetched_at FROM target_constraints
+          UNION ALL SELECT project_id, fetched_at FROM application_budgets)
+    GROUP BY project_id
+), target AS (
+    SELECT t.project_id, t.mcu FROM target_constraints t JOIN latest USING (project_id, fetched_at)
+    WHERE t.is_selected AND t.mcu IS NOT NULL
+), budget AS (
+    SELECT b.* FROM application_budgets b JOIN latest USING (project_id, fetched_at)
+    WHERE b.is_selected
+)
+SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type, p.engine, p.mcu,
+       p.latency_ms, p.ram_bytes, p.rom_bytes,
+       b.latency_max_ms AS latency_budget_ms, b.ram_max_bytes AS ram_budget_bytes,
+       b.rom_max_bytes AS rom_budget_bytes,
+       b.latency_max_ms - p.latency_ms AS latency_headroom,
+       b.ram_max_bytes - p.ram_bytes AS ram_headroom,
+       b.rom_max_bytes - p.rom_bytes AS rom_headroom,
+       CASE
+           WHEN b.latency_max_ms IS NULL AND b.ram_max_bytes IS NULL AND b.rom_max_bytes IS NULL
+               THEN NULL
+           WHEN (b.latency_max_ms IS NOT NULL AND p.latency_ms IS NULL)
+             OR (b.ram_max_bytes IS NOT NULL AND p.ram_bytes IS NULL)
+             OR (b.rom_max_bytes IS NOT NULL AND p.rom_bytes IS NULL) THEN NULL
+           ELSE coalesce(p.latency_ms <= b.latency_max_ms, true)
+            AND coalesce(p.ram_bytes <= b.ram_max_bytes, true)
+            AND coalesce(p.rom_bytes <= b.rom_max_bytes, true)
+       END AS fits
+FROM on_device_performance p
+JOIN target t ON t.project_id = p.project_id AND t.mcu = p.mcu
+LEFT JOIN budget b ON b.project_id = p.project_id;
+
+-- Which classes a model type hurts against float32, per classification report entry (the
+-- averages under their own keys; the scalar accuracy entry left out).
+CREATE OR REPLACE VIEW class_metric_deltas AS
+SELECT r.project_id, r.learn_id, r.snapshot_id, r.model_type, r.class,
+       r.precision, b.precision AS baseline_precision, r.precision - b.precision AS precision_delta,
+       r.recall, b.recall AS baseline_recall, r.recall - b.recall AS recall_delta,
+       r.f1_score, b.f1_score AS baseline_f1_score, r.f1_score - b.f1_score AS f1_delta,
+       r.support
+FROM classification_report r
+LEFT JOIN classification_report b
+  ON b.snapshot_id = r.snapshot_id AND b.model_type = 'float32' AND b.class = r.class
+WHERE r.model_type <> 'float32'
+  AND NOT (r.class = 'accuracy' AND r.precision IS NULL AND r.recall IS NULL AND r.support IS NULL);
+
+-- The distribution of window scores (each window's anomaly_score_max) per snapshot and model type
+-- against the snapshot's min_anomaly_score threshold, and its change from the previous snapshot.
+CREATE OR REPLACE VIEW anomaly_score_trend AS
+WITH per_snapshot AS (
+    SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type,
+           count(*) AS n_scores,
+           quantile_cont(p.anomaly_score_max::DOUBLE, 0.5) AS score_p50,
+           quantile_cont(p.anomaly_score_max::DOUBLE, 0.95) AS score_p95,
+           max(p.anomaly_score_max)::DOUBLE AS score_max,
+           any_value(t.value_number) AS threshold,
+           avg((p.anomaly_score_max > t.value_number)::INTEGER)::DOUBLE AS share_above_threshold
+    FROM predictions p
+    LEFT JOIN thresholds t ON t.snapshot_id = p.snapshot_id AND t.key = 'min_anomaly_score'
+    WHERE p.anomaly_score_max IS NOT NULL
+    GROUP BY p.project_id, p.learn_id, p.snapshot_id, p.model_type
+)
+SELECT a.project_id, a.learn_id, a.snapshot_id, s.model_created_at, a.model_type, a.n_scores,
+       a.score_p50, a.score_p95, a.score_max, a.threshold, a.share_above_threshold,
+       lag(a.snapshot_id) OVER w AS previous_snapshot_id,
+       a.score_p95 - lag(a.score_p95) OVER w AS p95_change
+FROM per_snapshot a
+JOIN snapshots s ON s.snapshot_id = a.snapshot_id
+WINDOW w AS (PARTITION BY a.project_id, a.learn_id, a.model_type
+             ORDER BY s.model_created_at, s.first_fetched_at, a.snapshot_id);

@@ -198,6 +198,11 @@ class StudioClient:
             for block in impulse.learn_blocks
         ]
 
+    def get_target_constraints(self, key: ApiKey, project_id: int) -> StudioResponse:
+        """GET /api/{projectId}/target-constraints: the project's target devices and budgets."""
+        return self.get(key, f"/api/{int(project_id)}/target-constraints",
+                        endpoint="target-constraints", project_id=project_id)
+
     def discover(self, keys: Sequence[ApiKey]) -> Discovery:
         """Projects of every key, then the learn blocks of every project, concurrently."""
         found = Discovery()
