@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EI_DATA_DIR ?= ./data
 SIM_PORT ?= 8377
 
-.PHONY: install test lint demo dev bench stress clean
+.PHONY: install system test lint demo dev bench stress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check ei_assets tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# Debian packages the tests use: headless Chromium opens the HTML report.
+system:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || { echo "make test needs Debian's chromium: sudo apt-get install chromium"; exit 1; }
+
+test: $(STAMP) system lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

@@ -18,13 +18,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 
 from ei_assets.datadir import DataDir
 from ei_assets.progress import progress
 from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
 from ei_assets.rebuild import rebuild
 from ei_assets.refresh import STATUSES
-from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT, ConfigError, Settings
+from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT, REPORT_PATH, ConfigError, Settings
 from ei_assets.simulator import FAULT_KINDS, FaultPlan, Simulator, WorldConfig
 from ei_assets.warehouse import ReadOnlyQueryError, WarehouseBusyError
 
@@ -152,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seed of the simulated world (default %(default)s)")
     demo.set_defaults(handler=cmd_demo)
 
+    report = commands.add_parser(
+        "report", help="write the HTML report: every learn block's history in charts",
+        description="Write one self-contained HTML file (opens offline: scripts, styles and data "
+                    "inline) with an overview table and, per learn block, charts over its "
+                    "snapshots: accuracy per model type; latency, RAM and ROM per target and "
+                    "engine with the budget lines; flipped windows.",
+    )
+    report.add_argument("--out", default=None, metavar="FILE",
+                        help=f"where to write it; its folder is created (default "
+                             f"EI_DATA_DIR/{REPORT_PATH})")
+    report.set_defaults(handler=cmd_report)
+
     rebuild = commands.add_parser(
         "rebuild", help="regenerate the lake and the warehouse from the raw archive",
         description="Delete EI_DATA_DIR/lake and the warehouse tables, then flatten every "
@@ -188,7 +201,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0)
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False)
     if not os.path.exists(data.warehouse.path):
         print(f"error: no warehouse at {data.warehouse.path}; run `ei-assets refresh` "
               "(or `ei-assets demo`) first", file=sys.stderr)
@@ -308,9 +321,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prog = "ei-assets" if shutil.which("ei-assets") else ".venv/bin/ei-assets"
     print(f"\n{regressions} regressed rows after the retrain: "
           f'{prog} sql "SELECT * FROM model_type_trend WHERE is_regression"')
+    path, _ = _write_report(data, None)
+    print(f"\nThe history in charts: {path}")
     print(f'Explore: {prog} sql "SELECT * FROM prediction_disagreements LIMIT 20"; '
           "the Dagster UI with these runs: make dev")
     return max(first, second)
+
+
+def _write_report(data: DataDir, out: str | None) -> tuple[str, int]:
+    """The report at `out`, or EI_DATA_DIR's; returns where, and how many learn blocks."""
+    from ei_assets.report import write_report
+
+    if out is None:
+        filesystem, path = data.store.filesystem, f"{data.store.data_dir}/{REPORT_PATH}"
+    else:
+        filesystem, path = pafs.LocalFileSystem(), os.path.abspath(out)
+    return path, len(write_report(data.warehouse, filesystem, path))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False)
+    if not os.path.exists(data.warehouse.path):
+        print(f"error: no warehouse at {data.warehouse.path}; run `ei-assets refresh` "
+              "(or `ei-assets demo`) first", file=sys.stderr)
+        return EXIT_CONFIG
+    path, blocks = _write_report(data, args.out)
+    print(f"report of {blocks} learn blocks: {path}")
+    return EXIT_OK
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:

@@ -18,8 +18,9 @@ class DataDir:
 
     @classmethod
     def open(cls, location: str | None, thresholds: Thresholds | None = None,
-             lock_timeout: float = 60.0) -> DataDir:
-        filesystem, base = resolve_data_dir(location)
+             lock_timeout: float = 60.0, writable: bool = True) -> DataDir:
+        """The data dir; `writable=False` for commands that only read: nothing is created."""
+        filesystem, base = resolve_data_dir(location, writable)
         if not isinstance(filesystem, pafs.LocalFileSystem):
             raise ConfigError(
                 "EI_DATA_DIR: the DuckDB warehouse needs a local directory for now; "

@@ -10,12 +10,14 @@ import dagster as dg
 
 from ei_assets.orchestration.assets import (
     comparison_views,
+    history_report,
     learn_block_metadata,
     studio_refresh,
     warehouse_tables,
 )
 from ei_assets.orchestration.automation import (
     daily_refresh,
+    dev_refresh,
     learn_block_partitions_sensor,
     profiling_pending_sensor,
     refresh_job,
@@ -49,10 +51,11 @@ def build_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions
     """The definitions over `resources` (default: from the environment); a `report_sink` is added
     when none is given."""
     return dg.Definitions(
-        assets=[studio_refresh, learn_block_metadata, warehouse_tables, comparison_views],
+        assets=[studio_refresh, learn_block_metadata, warehouse_tables, comparison_views,
+                history_report],
         asset_checks=CHECKS,
         jobs=[refresh_job],
-        schedules=[daily_refresh],
+        schedules=[daily_refresh, dev_refresh],
         sensors=[learn_block_partitions_sensor, profiling_pending_sensor],
         resources={"report_sink": ReportSink(),
                    **(resources if resources is not None else build_resources())},

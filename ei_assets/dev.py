@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from ei_assets.orchestration.automation import DEV_MODE
 from ei_assets.orchestration.refresh import ensure_instance_home
 from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT
 from ei_assets.simulator import Simulator, WorldConfig
@@ -22,7 +23,13 @@ def main() -> int:
                               retrain_every=600.0).start()
         env["EI_API_URL"] = simulator.url
         env["EI_API_KEY"] = ",".join(simulator.api_keys)
-        print(f"EI_API_KEY is not set: using the Studio simulator on {simulator.url}")
+        env[DEV_MODE] = "1"  # the dev_refresh schedule starts on
+        print(f"EI_API_KEY is not set: using the Studio simulator on {simulator.url}; it retrains a "
+              "block every 10 minutes and dev_refresh fetches every 5. To refresh by hand:")
+        print(f"  export EI_API_URL={simulator.url}")
+        print(f"  export EI_API_KEY={env['EI_API_KEY']}")
+        print(f"  export EI_DATA_DIR={data_dir}")
+        print("  .venv/bin/ei-assets refresh")
     port = env.get("EI_UI_PORT") or "3000"
     print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={env['DAGSTER_HOME']}); "
           "Ctrl-C to stop", flush=True)

@@ -19,6 +19,7 @@ DEFAULT_API_URL = "https://studio.edgeimpulse.com/v1"
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_SIM_PORT = 8377  # `ei-assets simulate` and `make dev`
+REPORT_PATH = "report/index.html"  # the HTML report, under the data dir
 
 
 class ConfigError(ValueError):
@@ -87,9 +88,12 @@ def parse_max_concurrency(raw: str | None) -> int:
     return value
 
 
-def resolve_data_dir(raw: str | None) -> tuple[pafs.FileSystem, str]:
-    """The data dir as a pyarrow filesystem and a base path on it, checked to be writable."""
+def resolve_data_dir(raw: str | None, writable: bool = True) -> tuple[pafs.FileSystem, str]:
+    """The data dir as a pyarrow filesystem and a base path on it, checked to be writable (and
+    created), or, for commands that only read, checked to exist (and never created)."""
     location = (raw or DEFAULT_DATA_DIR).strip()
+    if "://" not in location and os.path.isfile(location):
+        raise ConfigError(f"EI_DATA_DIR: {location!r} is a file; point it at a folder")
     try:
         if "://" in location:
             filesystem, base = pafs.FileSystem.from_uri(location)
@@ -97,6 +101,11 @@ def resolve_data_dir(raw: str | None) -> tuple[pafs.FileSystem, str]:
             filesystem, base = pafs.LocalFileSystem(), os.path.abspath(location)
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for unknown schemes
         raise ConfigError(f"EI_DATA_DIR: cannot open {location!r}: {exc}") from None
+    if not writable:
+        if filesystem.get_file_info(base).type != pafs.FileType.Directory:
+            raise ConfigError(f"EI_DATA_DIR: {location!r} does not exist yet; run `ei-assets refresh` "
+                              "(or `ei-assets demo`) first")
+        return filesystem, base.rstrip("/")
     probe = f"{base}/.write-probe-{uuid.uuid4().hex}"
     try:
         filesystem.create_dir(base, recursive=True)

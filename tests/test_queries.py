@@ -48,7 +48,10 @@ def test_readme_queries_answer_the_questions(tmp_path: Path) -> None:
     latest = {(r["project_id"], r["learn_id"]) for r in costs}
     assert len(latest) == sum(1 for _, b in sim.world.blocks() if "int8" in b.model_types)
     regressed = data.warehouse.query(queries["regressed_retrains"]).to_pylist()
-    assert all(r["previous_snapshot_id"] for r in regressed)
+    assert regressed and len(regressed[0]) == 9  # narrow: one block per line, sorted
+    assert [r["block"] for r in regressed] == sorted(r["block"] for r in regressed)
+    assert all(r["d_accuracy"] < -0.01 or max(r["d_latency"] or 0, r["d_ram"] or 0,
+                                              r["d_rom"] or 0) > 0.1 for r in regressed)
     flipped = data.warehouse.query(queries["flipped_samples"]).to_pylist()
     assert flipped and all(r["float32"] != r["int8"] for r in flipped)
     fit = data.warehouse.query(queries["latest_budget_fit"]).to_pylist()

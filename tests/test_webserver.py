@@ -17,8 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from ei_assets.simulator import Simulator, WorldConfig
-
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.slow
 
@@ -30,35 +28,37 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def ui(tmp_path: Path) -> Iterator[str]:
+def ui(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`make dev` without EI_API_KEY: the UI on its own simulator. Yields the GraphQL URL and the
+    file with what it printed."""
     port = free_port()
-    with Simulator(WorldConfig(profiling_seconds=0.0)) as sim:
-        env = {**os.environ, "EI_API_KEY": ",".join(sim.api_keys), "EI_API_URL": sim.url,
-               "EI_DATA_DIR": str(tmp_path / "data"), "EI_UI_PORT": str(port)}
-        env.pop("DAGSTER_HOME", None)
-        log = open(tmp_path / "dagster-dev.log", "w")  # noqa: SIM115 - closed below
-        process = subprocess.Popen([sys.executable, "-m", "ei_assets.dev"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}/graphql"
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
-                try:
-                    if "RepositoryConnection" in str(gql(url, REPOSITORIES)):
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the Dagster UI did not come up in 180s"
-                time.sleep(1)
-            yield url
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EI_", "DAGSTER_HOME"))}
+    env |= {"EI_DATA_DIR": str(tmp_path / "data"), "EI_UI_PORT": str(port),
+            "SIM_PORT": str(free_port())}
+    printed = tmp_path / "dagster-dev.log"
+    log = open(printed, "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "ei_assets.dev"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, printed.read_text()[-3000:]
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-            log.close()
+                if "RepositoryConnection" in str(gql(url, REPOSITORIES)):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the Dagster UI did not come up in 180s"
+            time.sleep(1)
+        yield url, printed
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
 
 
 def gql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,11 +95,15 @@ mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params)
 RUN = """query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"""
 
 
-def test_ui_lists_everything_and_runs_a_refresh(ui: str) -> None:
+def test_ui_lists_everything_and_runs_a_refresh(ui: tuple[str, Path]) -> None:
+    ui, printed = ui
+    said = printed.read_text()
+    assert "export EI_API_URL=http://127.0.0.1:" in said and "export EI_API_KEY=ei_" in said
     (repo,) = gql(ui, REPOSITORIES)["repositoriesOrError"]["nodes"]
     assert repo["location"]["name"] == "ei_assets"
+    # on the simulator, dev_refresh is on too, so the history grows while you watch
     assert {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]} == {
-        "daily_refresh": "RUNNING"}
+        "daily_refresh": "RUNNING", "dev_refresh": "RUNNING"}
     assert {s["name"] for s in repo["sensors"]} == {"learn_block_partitions_sensor",
                                                     "profiling_pending_sensor"}
     nodes = gql(ui, ASSETS)["assetNodes"]

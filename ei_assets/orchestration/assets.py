@@ -22,7 +22,9 @@ from ei_assets.orchestration.resources import DataDirResource, ReportSink, Studi
 from ei_assets.progress import progress
 from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
 from ei_assets.refresh import BlockReport, RefreshReport, refresh
+from ei_assets.report import markdown_table, overview_markdown, write_report
 from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, TABLES, VIEWS, WAREHOUSE_TABLES, Relation
+from ei_assets.settings import REPORT_PATH
 from ei_assets.studio import LearnBlock
 
 PARTITIONS = "learn_blocks"  # the dynamic partitions of learn_block_metadata
@@ -273,7 +275,26 @@ def comparison_views(data_dir: DataDirResource) -> Iterator[dg.MaterializeResult
             "dagster/column_schema": column_schema(VIEWS[view]),
         }
         if view == "model_type_comparison":
-            preview = warehouse.query(LATEST_DEFAULT_TARGET_COMPARISON).to_pandas()
+            preview = warehouse.query(LATEST_DEFAULT_TARGET_COMPARISON).to_pylist()
             metadata["latest_default_target"] = dg.MetadataValue.md(
-                preview.to_markdown(index=False) if len(preview) else "no comparison yet")
+                markdown_table(preview, "no comparison yet"))
         yield dg.MaterializeResult(asset_key=["warehouse", view], metadata=metadata)
+
+
+@dg.asset(
+    key="report", group_name="report", kinds={"html"},
+    deps=[dg.AssetKey(["warehouse", v]) for v in PUBLIC_VIEWS],
+    description="The HTML report (EI_DATA_DIR/report/index.html): an overview of every learn block "
+                "and its history in charts. Opens offline.",
+)
+def history_report(data_dir: DataDirResource) -> dg.MaterializeResult[None]:
+    """Write the report next to the warehouse; the UI links it and shows its overview table."""
+    data = data_dir.open()
+    path = f"{data.store.data_dir}/{REPORT_PATH}"
+    blocks = write_report(data.warehouse, data.store.filesystem, path)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(path),
+        "open": dg.MetadataValue.url(f"file://{path}"),
+        "learn_blocks": len(blocks),
+        "overview": dg.MetadataValue.md(overview_markdown(blocks)),
+    })

@@ -6,6 +6,7 @@ sensor only reads the API's project and impulse lists (two small requests per pr
 """
 
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from dagster import SensorEvaluationContext
 from ei_assets.orchestration.assets import (
     REFRESH_OP,
     comparison_views,
+    history_report,
     learn_block_partitions,
     partition_changes,
     studio_refresh,
@@ -25,7 +27,8 @@ from ei_assets.orchestration.resources import DataDirResource, StudioResource
 
 refresh_job = dg.define_asset_job(
     "refresh",
-    selection=dg.AssetSelection.assets(studio_refresh, warehouse_tables, comparison_views),
+    selection=dg.AssetSelection.assets(studio_refresh, warehouse_tables, comparison_views,
+                                       history_report),
     executor_def=dg.in_process_executor,  # a few steps; the fan-out is threads inside one step
     description="Discover every learn block, fetch its metadata, archive, flatten, load, compare.",
 )
@@ -37,6 +40,22 @@ daily_refresh = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Refresh everything every day at 06:00 UTC.",
+)
+
+
+DEV_MODE = "EI_DEV_MODE"  # set by `make dev` when it serves the simulator
+
+# `make dev` on the simulator: the simulator retrains a block every 10 minutes, so a refresh every
+# 5 minutes lets the history grow while you watch. Elsewhere it exists, stopped: turn it on in
+# the UI to refresh more often than daily.
+dev_refresh = dg.ScheduleDefinition(
+    name="dev_refresh",
+    job=refresh_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=(dg.DefaultScheduleStatus.RUNNING if os.environ.get(DEV_MODE)
+                    else dg.DefaultScheduleStatus.STOPPED),
+    description="Refresh every 5 minutes: on under `make dev` with the simulator, off elsewhere.",
 )
 
 

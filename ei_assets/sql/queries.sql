@@ -14,15 +14,13 @@ ORDER BY project_id, learn_id, mcu, engine;
 -- name: regressed_retrains
 -- Which retrain made things worse: accuracy down by more than 0.01, or latency, RAM or ROM
 -- up by more than 10%, against the previous snapshot of the same block, type, target, engine.
-SELECT project_id, learn_id, model_type, mcu, engine, model_created_at,
-       previous_snapshot_id, snapshot_id,
-       round(accuracy_change, 4) AS accuracy_change,
-       round(latency_change, 3) AS latency_change,
-       round(ram_change, 3) AS ram_change,
-       round(rom_change, 3) AS rom_change
+SELECT project_id || '-' || learn_id AS block, model_type, mcu, engine,
+       strftime(model_created_at, '%Y-%m-%d %H:%M') AS trained,
+       round(accuracy_change, 4) AS d_accuracy, round(latency_change, 3) AS d_latency,
+       round(ram_change, 3) AS d_ram, round(rom_change, 3) AS d_rom
 FROM model_type_trend
 WHERE is_regression
-ORDER BY model_created_at DESC, project_id, learn_id;
+ORDER BY project_id, learn_id, model_type, mcu, engine, model_created_at;
 
 -- name: flipped_samples
 -- Which validation windows flip between float32 and int8, in the latest snapshot of each block.
