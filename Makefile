@@ -11,7 +11,7 @@ SIM_PORT ?= 8377
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,scale]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("--block", action="append", default=[], metavar="PROJECT-LEARN", type=_block_key,
                          help="refresh only this learn block, e.g. 12345-3 (repeatable; default all)")
+    refresh.add_argument("--project", action="append", default=[], type=int, metavar="PROJECT",
+                         help="refresh only the learn blocks of this project (repeatable; one "
+                              "process per project fans a refresh out)")
     refresh.set_defaults(handler=cmd_refresh)
 
     demo = commands.add_parser(
@@ -201,9 +204,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False)
-    if not os.path.exists(data.warehouse.path):
-        print(f"error: no warehouse at {data.warehouse.path}; run `ei-assets refresh` "
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False,
+                        warehouse=os.environ.get("EI_WAREHOUSE"))
+    if not data.warehouse.exists():
+        print(f"error: no warehouse yet at {data.warehouse.location}; run `ei-assets refresh` "
               "(or `ei-assets demo`) first", file=sys.stderr)
         return EXIT_CONFIG
     try:
@@ -241,13 +245,15 @@ def _show_progress() -> None:
 
 
 def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: str,
-             home: str | None = None, verbose: bool = False) -> int:
+             home: str | None = None, verbose: bool = False, projects: list[int] | None = None
+             ) -> int:
     """Run the refresh job and tell people, once and briefly, what happened and what to do."""
     from ei_assets.orchestration.assets import REFRESH_OP
     from ei_assets.orchestration.refresh import instance_for_cli, run_refresh
 
     started = time.monotonic()
-    outcome = run_refresh(resources, instance_for_cli(home), blocks, verbose=verbose)
+    outcome = run_refresh(resources, instance_for_cli(home), blocks, verbose=verbose,
+                          projects=projects)
     report = outcome.report
     took = f"{time.monotonic() - started:.1f}s"
     if report is None:  # the refresh step failed before it could report: settings, say
@@ -291,7 +297,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     print(f"refreshing {len(settings.api_keys)} API key(s) from {settings.api_url} "
           f"into {settings.data_dir}")
     return _refresh(build_resources(), args.block, len(settings.api_keys), settings.api_url,
-                    verbose=args.verbose)
+                    verbose=args.verbose, projects=args.project)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -340,9 +346,10 @@ def _write_report(data: DataDir, out: str | None) -> tuple[str, int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False)
-    if not os.path.exists(data.warehouse.path):
-        print(f"error: no warehouse at {data.warehouse.path}; run `ei-assets refresh` "
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False,
+                        warehouse=os.environ.get("EI_WAREHOUSE"))
+    if not data.warehouse.exists():
+        print(f"error: no warehouse yet at {data.warehouse.location}; run `ei-assets refresh` "
               "(or `ei-assets demo`) first", file=sys.stderr)
         return EXIT_CONFIG
     path, blocks = _write_report(data, args.out)
@@ -351,13 +358,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    data = DataDir.open(os.environ.get("EI_DATA_DIR"))
+    data = DataDir.open(os.environ.get("EI_DATA_DIR"), warehouse=os.environ.get("EI_WAREHOUSE"))
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 50 == 0:
             print(f"  flattened {done}/{total} archived snapshots", flush=True)
 
-    print(f"rebuilding {data.store.lake.root} and {data.warehouse.path} from {data.store.raw.root}")
+    print(f"rebuilding {data.store.lake.root} and {data.warehouse.location} from {data.store.raw.root}")
     report = rebuild(data.store, data.warehouse, progress)
     for failure in report.failed:
         print(f"  failed: {failure}")
@@ -382,6 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except WarehouseBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+    except Exception as exc:  # anything else: one line for people, the traceback with -v
+        if args.verbose:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first} (run with -v for details)", file=sys.stderr)
         return EXIT_PARTIAL
 
 

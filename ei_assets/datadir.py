@@ -1,14 +1,15 @@
-"""Everything under EI_DATA_DIR: the raw archive and lake (DataStore) and the DuckDB warehouse."""
+"""Everything under EI_DATA_DIR: the raw archive and lake (DataStore), and the warehouse: the
+DuckDB file beside them, or a shared DuckLake whose data files live under EI_DATA_DIR/warehouse/."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow.fs as pafs
-
-from ei_assets.settings import ConfigError, resolve_data_dir
+from ei_assets.ducklake import DuckLake
+from ei_assets.settings import ConfigError, parse_warehouse, resolve_data_dir
+from ei_assets.storage import is_local, uri
 from ei_assets.store import DataStore
-from ei_assets.warehouse import Thresholds, Warehouse
+from ei_assets.warehouse import WAREHOUSE_DIR, Thresholds, Warehouse
 
 
 @dataclass(frozen=True)
@@ -18,13 +19,16 @@ class DataDir:
 
     @classmethod
     def open(cls, location: str | None, thresholds: Thresholds | None = None,
-             lock_timeout: float = 60.0, writable: bool = True) -> DataDir:
-        """The data dir; `writable=False` for commands that only read: nothing is created."""
+             lock_timeout: float = 60.0, writable: bool = True, warehouse: str | None = None
+             ) -> DataDir:
+        """The data dir; `writable=False` for commands that only read: nothing is created.
+        `warehouse` is EI_WAREHOUSE's value (default: the embedded DuckDB file)."""
+        conninfo = parse_warehouse(warehouse)
         filesystem, base = resolve_data_dir(location, writable)
-        if not isinstance(filesystem, pafs.LocalFileSystem):
-            raise ConfigError(
-                "EI_DATA_DIR: the DuckDB warehouse needs a local directory for now; "
-                f"{location!r} is on {filesystem.type_name}"
-            )
         store = DataStore(filesystem, base)
-        return cls(store, Warehouse(base, store.lake, store.raw, thresholds, lock_timeout))
+        if conninfo is None and not is_local(filesystem):
+            raise ConfigError(
+                f"EI_WAREHOUSE: the embedded duckdb warehouse needs a local EI_DATA_DIR, and "
+                f"{location!r} is on {filesystem.type_name}; use EI_WAREHOUSE=ducklake:postgres:...")
+        lake = None if conninfo is None else DuckLake(conninfo, uri(filesystem, f"{base}/{WAREHOUSE_DIR}/"))
+        return cls(store, Warehouse(base, store.lake, store.raw, thresholds, lock_timeout, lake))

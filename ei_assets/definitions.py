@@ -17,6 +17,7 @@ from ei_assets.orchestration.assets import (
 )
 from ei_assets.orchestration.automation import (
     daily_refresh,
+    daily_refresh_by_project,
     dev_refresh,
     learn_block_partitions_sensor,
     profiling_pending_sensor,
@@ -24,7 +25,12 @@ from ei_assets.orchestration.automation import (
 )
 from ei_assets.orchestration.checks import CHECKS
 from ei_assets.orchestration.resources import DataDirResource, ReportSink, StudioResource
-from ei_assets.settings import DEFAULT_API_URL, DEFAULT_DATA_DIR, DEFAULT_MAX_CONCURRENCY
+from ei_assets.settings import (
+    DEFAULT_API_URL,
+    DEFAULT_DATA_DIR,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_WAREHOUSE,
+)
 
 
 def _env(name: str, default: Any, kind: type = str) -> Any:
@@ -43,19 +49,23 @@ def build_resources() -> dict[str, Any]:
             api_url=_env("EI_API_URL", DEFAULT_API_URL),
             max_concurrency=_env("EI_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, int),
         ),
-        "data_dir": DataDirResource(data_dir=_env("EI_DATA_DIR", DEFAULT_DATA_DIR)),
+        "data_dir": DataDirResource(data_dir=_env("EI_DATA_DIR", DEFAULT_DATA_DIR),
+                                    warehouse=_env("EI_WAREHOUSE", DEFAULT_WAREHOUSE)),
     }
 
 
-def build_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions:
+def build_definitions(resources: dict[str, Any] | None = None,
+                      executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
     """The definitions over `resources` (default: from the environment); a `report_sink` is added
-    when none is given."""
+    when none is given. Steps run in one process by default (a few steps; the fan-out within a
+    refresh is threads); ei_assets.k8s runs each step as a Kubernetes job instead."""
     return dg.Definitions(
+        executor=executor,
         assets=[studio_refresh, learn_block_metadata, warehouse_tables, comparison_views,
                 history_report],
         asset_checks=CHECKS,
         jobs=[refresh_job],
-        schedules=[daily_refresh, dev_refresh],
+        schedules=[daily_refresh, daily_refresh_by_project, dev_refresh],
         sensors=[learn_block_partitions_sensor, profiling_pending_sensor],
         resources={"report_sink": ReportSink(),
                    **(resources if resources is not None else build_resources())},

@@ -102,12 +102,16 @@ def refresh(
     store: DataStore,
     *,
     only: Collection[str] = (),
+    projects: Collection[int] = (),
     max_workers: int,
     on_block: OnBlock | None = None,
 ) -> RefreshReport:
-    """Discover every learn block of every key, then refresh them all (or those in `only`, keys
-    `<project_id>-<learn_id>`). Writes one discoveries and one fetch_log file per call."""
+    """Discover every learn block of every key, then refresh them all, or those in `only` (keys
+    `<project_id>-<learn_id>`), or those of `projects` (one run per project fans a refresh out
+    over many workers). Writes one discoveries and one fetch_log file per call."""
     found = client.discover(keys)
+    if projects:
+        found = _only_projects(found, set(projects))
     seen_at = datetime.now(UTC)
     if found.blocks:
         store.raw.append_log("discoveries", discoveries_table(found.blocks, seen_at))
@@ -122,6 +126,16 @@ def refresh(
     return RefreshReport(found, sorted([*reports, *missing],
                                        key=lambda r: (r.block.project_id, r.block.learn_id)),
                          constraint_errors)
+
+
+def _only_projects(found: Discovery, projects: set[int]) -> Discovery:
+    unreachable = sorted(projects - set(found.keys_by_project))
+    if unreachable:
+        raise ValueError(f"project(s) {', '.join(map(str, unreachable))} not reachable with any key in "
+                         "EI_API_KEY (see the discovery errors); refresh the others without them")
+    return Discovery(blocks=[b for b in found.blocks if b.project_id in projects],
+                     keys_by_project={p: k for p, k in found.keys_by_project.items() if p in projects},
+                     errors=list(found.errors))
 
 
 def fetch_target_constraints(client: StudioClient, found: Discovery, store: DataStore,

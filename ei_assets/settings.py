@@ -18,6 +18,8 @@ import pyarrow.fs as pafs
 DEFAULT_API_URL = "https://studio.edgeimpulse.com/v1"
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_WAREHOUSE = "duckdb"
+DUCKLAKE_PREFIX = "ducklake:postgres:"
 DEFAULT_SIM_PORT = 8377  # `ei-assets simulate` and `make dev`
 REPORT_PATH = "report/index.html"  # the HTML report, under the data dir
 
@@ -76,6 +78,18 @@ def parse_api_url(raw: str | None) -> str:
     return url
 
 
+def parse_warehouse(raw: str | None) -> str | None:
+    """None for the embedded DuckDB file, else the DuckLake catalog's libpq conninfo."""
+    value = (raw or DEFAULT_WAREHOUSE).strip()
+    if value == DEFAULT_WAREHOUSE:
+        return None
+    if value.startswith(DUCKLAKE_PREFIX) and value[len(DUCKLAKE_PREFIX):].strip():
+        return value[len(DUCKLAKE_PREFIX):].strip()
+    shown = value.split(":", 2)[0] + (":..." if ":" in value else "")  # never echo a password
+    raise ConfigError(f"EI_WAREHOUSE: {shown!r} is not a warehouse; use duckdb (the default) or "
+                      "ducklake:postgres:<libpq conninfo>, e.g. ducklake:postgres:dbname=ei host=db")
+
+
 def parse_max_concurrency(raw: str | None) -> int:
     if raw is None or not raw.strip():
         return DEFAULT_MAX_CONCURRENCY
@@ -123,6 +137,7 @@ class Settings:
     api_url: str
     data_dir: str
     max_concurrency: int
+    warehouse: str | None  # None: the embedded DuckDB file; else a DuckLake catalog's conninfo
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,4 +149,5 @@ class Settings:
             api_url=parse_api_url(env.get("EI_API_URL")),
             data_dir=data_dir,
             max_concurrency=parse_max_concurrency(env.get("EI_MAX_CONCURRENCY")),
+            warehouse=parse_warehouse(env.get("EI_WAREHOUSE")),
         )

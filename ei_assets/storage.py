@@ -1,4 +1,10 @@
-"""Atomic file writes and safe path parts on a pyarrow filesystem (local today, object store later)."""
+"""Atomic file writes and safe path parts on a pyarrow filesystem: a local disk or an object store.
+
+On a local disk a file is written under a temporary name and renamed. On an object store one PUT
+is already atomic, and a rename is a copy plus a delete (about 15 requests a file on S3), so the
+bytes are assembled in memory and written straight to the final name: a failure uploads nothing.
+Every file we write is small (a lake table of one snapshot, a run log, one compressed body).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -38,22 +44,39 @@ def list_files(filesystem: pafs.FileSystem, folder: str, suffix: str = "") -> li
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
 
 
+def is_local(filesystem: pafs.FileSystem) -> bool:
+    return isinstance(filesystem, pafs.LocalFileSystem)
+
+
+def uri(filesystem: pafs.FileSystem, path: str) -> str:
+    """The path as DuckDB and people name it: a local path, or `s3://bucket/key`."""
+    return path if is_local(filesystem) else f"{filesystem.type_name}://{path}"
+
+
 def publish(filesystem: pafs.FileSystem, temporary: str, path: str) -> None:
     """Make a finished file visible under its final name (a rename on local disks)."""
     filesystem.move(temporary, path)
 
 
+Compression = Literal["zstd"]
+
+
 @contextmanager
 def atomic_output(
-    filesystem: pafs.FileSystem, path: str, compression: str | None = None
+    filesystem: pafs.FileSystem, path: str, compression: Compression | None = None
 ) -> Iterator[pa.NativeFile]:
-    """Write to a temporary sibling, then rename over `path`; on failure nothing appears."""
+    """Write to a temporary sibling, then rename over `path` (object stores: one PUT of the whole
+    file); on failure nothing appears."""
+    if not is_local(filesystem):
+        with _put_whole(filesystem, path, compression) as stream:
+            yield stream
+        return
     parent = path.rsplit("/", 1)[0]
     filesystem.create_dir(parent, recursive=True)
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     try:
-        with filesystem.open_output_stream(temporary, compression=compression) as stream:
-            yield stream
+        with filesystem.open_output_stream(temporary, compression=compression) as local:
+            yield local
         publish(filesystem, temporary, path)
     except BaseException:
         with suppress(OSError):
@@ -61,9 +84,23 @@ def atomic_output(
         raise
 
 
+@contextmanager
+def _put_whole(filesystem: pafs.FileSystem, path: str, compression: Compression | None
+               ) -> Iterator[pa.NativeFile]:
+    """The bytes gathered in memory, then written to `path` in one go, only if all went well."""
+    sink = pa.BufferOutputStream()
+    if compression is None:
+        yield sink
+    else:
+        with pa.CompressedOutputStream(sink, compression) as compressed:
+            yield compressed
+    with filesystem.open_output_stream(path) as target:
+        target.write(sink.getvalue())
+
+
 def write_atomically(
     filesystem: pafs.FileSystem, path: str, write: Callable[[pa.NativeFile], Any],
-    compression: str | None = None,
+    compression: Compression | None = None,
 ) -> None:
     with atomic_output(filesystem, path, compression) as stream:
         write(stream)

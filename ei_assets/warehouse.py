@@ -11,20 +11,26 @@ for the lock, then fails with WarehouseBusyError. Readers connect read-only.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import resources
 
 import duckdb
 import pyarrow as pa
 
+from ei_assets import ducklake
+from ei_assets.ducklake import DuckLake
 from ei_assets.lake import Lake
 from ei_assets.progress import progress
 from ei_assets.raw_archive import RawArchive
 from ei_assets.schema import COMMIT_TABLE, LOG_TABLES, SNAPSHOT_TABLES, TABLES, VIEWS, Relation
+from ei_assets.storage import uri
 
 __all__ = ["DATABASE_FILE", "LoadReport", "ReadOnlyQueryError", "Thresholds", "Warehouse",
            "WarehouseBusyError"]
@@ -33,6 +39,10 @@ log = logging.getLogger(__name__)
 
 DATABASE_FILE = "ei.duckdb"
 LOADED_FILES = "_loaded_files"  # bookkeeping: run log files already loaded
+LOAD_LOCK = "_load_lock"  # one row every load updates first: concurrent loads conflict on it
+SCHEMA_TABLE = "_schema"  # the digest of the schema last created
+WAREHOUSE_DIR = "warehouse"  # a DuckLake's data files, under the data dir
+LOAD_ATTEMPTS = 8
 
 LEARN_BLOCKS_SQL = """
 INSERT INTO learn_blocks BY NAME
@@ -94,8 +104,10 @@ class Warehouse:
         raw: RawArchive,
         thresholds: Thresholds | None = None,
         lock_timeout: float = 60.0,
+        ducklake: DuckLake | None = None,
     ) -> None:
-        self.path = f"{data_dir.rstrip('/')}/{DATABASE_FILE}"
+        self.path = f"{data_dir.rstrip('/')}/{DATABASE_FILE}"  # the embedded mode's file
+        self.ducklake = ducklake
         self.lake = lake
         self.raw = raw
         self.thresholds = thresholds or Thresholds()
@@ -103,9 +115,31 @@ class Warehouse:
 
     # ---- connections ------------------------------------------------------------------------
 
+    @property
+    def location(self) -> str:
+        """Where the warehouse is, for people (a DuckLake catalog is shown without secrets)."""
+        return self.path if self.ducklake is None else self.ducklake.describe()
+
+    def exists(self) -> bool:
+        """Whether a refresh has created the warehouse yet."""
+        if self.ducklake is None:
+            return os.path.exists(self.path)
+        with self.connect(read_only=True) as con:
+            found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = "
+                                "current_database() AND table_name = ?", [COMMIT_TABLE]).fetchone()
+        return bool(found and found[0])
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection, waiting up to lock_timeout for another process's write lock."""
+        """A connection. The embedded file waits up to lock_timeout for another process's write
+        lock; a DuckLake takes many writers at once and serializes their loads at commit."""
+        if self.ducklake is not None:
+            connection = ducklake.connect(self.ducklake, read_only)
+            try:
+                yield connection
+            finally:
+                connection.close()
+            return
         deadline = time.monotonic() + self.lock_timeout
         waited = False
         while True:
@@ -136,9 +170,16 @@ class Warehouse:
 
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         """Every table of the registry (with columns added since it was created), the views, and
-        every description as a DuckDB comment."""
+        every description as a comment; skipped when the schema recorded is this one already."""
+        version = self._schema_version()
+        con.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version VARCHAR)")
+        if con.execute(f"SELECT count(*) FROM {SCHEMA_TABLE} WHERE version = ?",
+                       [version]).fetchone() == (1,):
+            return
+        con.begin()  # one commit for all of it (in a DuckLake, each is a catalog write)
         have = {(t, c) for t, c in con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main'"
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
         for table in TABLES.values():
             con.execute(create_table_sql(table))
@@ -146,11 +187,24 @@ class Warehouse:
                 if (table.name, column.name) not in have:
                     con.execute(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS '
                                 f'"{column.name}" {column.sql_type}')
-        con.execute(f"CREATE TABLE IF NOT EXISTS {LOADED_FILES} (path VARCHAR PRIMARY KEY, "
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LOADED_FILES} (path VARCHAR, "
                     "loaded_at TIMESTAMPTZ DEFAULT current_timestamp)")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LOAD_LOCK} (loads BIGINT)")
+        if con.execute(f"SELECT count(*) FROM {LOAD_LOCK}").fetchone() == (0,):
+            con.execute(f"INSERT INTO {LOAD_LOCK} VALUES (0)")
         con.execute(self._views_sql())
         for relation in (*TABLES.values(), *VIEWS.values()):
-            con.execute(comments_sql(relation))
+            # DuckLake keeps comments on views but not on their columns
+            con.execute(comments_sql(relation, columns=self.ducklake is None or not relation.is_view))
+        con.execute(f"DELETE FROM {SCHEMA_TABLE}")
+        con.execute(f"INSERT INTO {SCHEMA_TABLE} VALUES (?)", [version])
+        con.commit()
+
+    def _schema_version(self) -> str:
+        """A digest of everything ensure_schema creates: a new column, view or threshold changes it."""
+        parts = [create_table_sql(t) + comments_sql(t) for t in TABLES.values()]
+        parts += [comments_sql(v) for v in VIEWS.values()] + [self._views_sql()]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def _views_sql(self) -> str:
         text = resources.files("ei_assets").joinpath("sql/views.sql").read_text()
@@ -160,21 +214,38 @@ class Warehouse:
     # ---- loading ----------------------------------------------------------------------------
 
     def load(self) -> LoadReport:
-        """Bring the warehouse up to date with the lake and the run logs, in one transaction."""
+        """Bring the warehouse up to date with the lake and the run logs, in one transaction.
+        Loads by other processes at the same moment: the embedded file lets one write at a time;
+        in a DuckLake every load first updates the one-row `_load_lock`, so of two concurrent
+        loads one fails to commit, and it starts again from what the other loaded."""
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            try:
+                return self._load_once()
+            except duckdb.TransactionException as exc:
+                if self.ducklake is None or "conflict" not in str(exc).lower() \
+                        or attempt == LOAD_ATTEMPTS:
+                    raise
+                log.info("warehouse: another load committed first; loading again (%d)", attempt)
+                time.sleep(random.uniform(0.05, 0.5) * attempt)
+        raise AssertionError("unreachable")
+
+    def _load_once(self) -> LoadReport:
         report = LoadReport()
         with self.connect() as con:
             self.ensure_schema(con)
+            con.begin()
+            con.execute(f"UPDATE {LOAD_LOCK} SET loads = loads + 1")  # the serialization point
             loaded = {row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()}
             committed = {_snapshot_of(path): path for path in self.lake.files(COMMIT_TABLE)}
             new = {sid for sid in committed if sid not in loaded}
             done_files = {row[0] for row in con.execute(f"SELECT path FROM {LOADED_FILES}").fetchall()}
-            log_files = {t: sorted(p for p in self.raw.log_files(t) if p not in done_files)
+            log_files = {t: sorted(u for u in map(self._uri, self.raw.log_files(t)) if u not in done_files)
                          for t in LOG_TABLES}
-            con.begin()
             try:
                 if new:
                     for table in SNAPSHOT_TABLES:
-                        files = sorted(p for p in self.lake.files(table) if _snapshot_of(p) in new)
+                        files = sorted(self._uri(p) for p in self.lake.files(table)
+                                       if _snapshot_of(p) in new)
                         report.rows[table] = self._insert(con, table, files)
                     con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
                                 "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
@@ -190,11 +261,15 @@ class Warehouse:
                 con.execute(FETCH_TIMES_SQL)
                 con.commit()
             except BaseException:
-                con.rollback()
+                with suppress(duckdb.TransactionException):  # a failed commit ends it already
+                    con.rollback()
                 raise
             report.new_snapshots = len(new)
         log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
         return report
+
+    def _uri(self, path: str) -> str:
+        return uri(self.lake.filesystem, path)
 
     def _insert(self, con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> int:
         if not files:
@@ -212,7 +287,7 @@ class Warehouse:
         with self.connect() as con:
             for view in VIEWS:
                 con.execute(f'DROP VIEW IF EXISTS "{view}"')
-            for table in (*TABLES, LOADED_FILES):
+            for table in (*TABLES, LOADED_FILES, LOAD_LOCK, SCHEMA_TABLE):
                 con.execute(f'DROP TABLE IF EXISTS "{table}"')
 
     # ---- reading ----------------------------------------------------------------------------
@@ -253,11 +328,11 @@ def create_table_sql(table: Relation) -> str:
     return f'CREATE TABLE IF NOT EXISTS "{table.name}" ({columns})'
 
 
-def comments_sql(relation: Relation) -> str:
+def comments_sql(relation: Relation, columns: bool = True) -> str:
     kind = "VIEW" if relation.is_view else "TABLE"
     statements = [f'COMMENT ON {kind} "{relation.name}" IS {sql_text(relation.description)}']
     statements += [f'COMMENT ON COLUMN "{relation.name}"."{c.name}" IS {sql_text(c.description)}'
-                   for c in relation.all_columns]
+                   for c in relation.all_columns if columns]
     return ";\n".join(statements)
 
 

@@ -117,10 +117,15 @@ LAKE_SPECS = [
 
 class RefreshConfig(dg.Config):
     blocks: list[str] = []  # partition keys `<project_id>-<learn_id>`; empty: every present block
+    projects: list[int] = []  # only these projects (a fanned-out refresh: one run per project)
+
+
+STUDIO_POOL = "ei_studio_api"  # bounds the refreshes talking to Edge Impulse across all runs
 
 
 @dg.multi_asset(
     name=REFRESH_OP,
+    pool=STUDIO_POOL,
     specs=[LEARN_BLOCKS, METADATA_SNAPSHOTS, *LAKE_SPECS],
     check_specs=[
         dg.AssetCheckSpec("all_keys_reachable", asset=LEARN_BLOCKS.key,
@@ -144,7 +149,8 @@ def studio_refresh(
 
     with studio.client() as client:
         report = refresh(client, studio.api_keys(), data.store, only=config.blocks,
-                         max_workers=studio.concurrency(), on_block=on_block)
+                         projects=config.projects, max_workers=studio.concurrency(),
+                         on_block=on_block)
     report_sink.put(report)
     yield from _discovery_events(context, report)
     yield from _block_events(report)

@@ -7,8 +7,8 @@ sensor only reads the API's project and impulse lists (two small requests per pr
 
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -24,12 +24,12 @@ from ei_assets.orchestration.assets import (
     warehouse_tables,
 )
 from ei_assets.orchestration.resources import DataDirResource, StudioResource
+from ei_assets.studio import StudioError
 
 refresh_job = dg.define_asset_job(
     "refresh",
     selection=dg.AssetSelection.assets(studio_refresh, warehouse_tables, comparison_views,
                                        history_report),
-    executor_def=dg.in_process_executor,  # a few steps; the fan-out is threads inside one step
     description="Discover every learn block, fetch its metadata, archive, flatten, load, compare.",
 )
 
@@ -88,9 +88,32 @@ ORDER BY 1, 2
 """
 
 
-def refresh_run_config(blocks: list[str]) -> dict[str, Any]:
-    """Run config of the refresh job for some learn blocks only (`<project_id>-<learn_id>`)."""
-    return {"ops": {REFRESH_OP: {"config": {"blocks": blocks}}}}
+def refresh_run_config(blocks: Sequence[str] = (), projects: Sequence[int] = ()) -> dict[str, Any]:
+    """Run config of the refresh job for some learn blocks (`<project_id>-<learn_id>`) or some
+    projects only."""
+    return {"ops": {REFRESH_OP: {"config": {"blocks": list(blocks), "projects": list(projects)}}}}
+
+
+@dg.schedule(job=refresh_job, cron_schedule="0 6 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="The daily refresh fanned out: one run per project, so that many "
+                         "workers share the work (deployments with a run queue; see deploy/). "
+                         "Turn it on instead of daily_refresh.")
+def daily_refresh_by_project(context: dg.ScheduleEvaluationContext, studio: StudioResource
+                             ) -> list[dg.RunRequest] | dg.SkipReason:
+    projects: set[int] = set()
+    with studio.client() as client:
+        for key in studio.api_keys():
+            try:
+                projects.update(p.id for p in client.list_projects(key))
+            except StudioError as exc:
+                context.log.warning(f"EI_API_KEY {key.label}: {exc}")
+    if not projects:
+        return dg.SkipReason("no project reachable with EI_API_KEY")
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [dg.RunRequest(run_key=f"{day}-{project}", run_config=refresh_run_config(projects=[project]),
+                          tags={"ei_assets/project": str(project)})
+            for project in sorted(projects)]
 
 
 @dg.sensor(job=refresh_job, minimum_interval_seconds=120,
@@ -101,7 +124,7 @@ def profiling_pending_sensor(
     context: SensorEvaluationContext, data_dir: DataDirResource
 ) -> dg.SensorResult | dg.SkipReason:
     warehouse = data_dir.open().warehouse
-    if not Path(warehouse.path).exists():
+    if not warehouse.exists():
         return dg.SkipReason("no warehouse yet")
     rows = warehouse.query(PROFILING_PENDING_SQL, [
         datetime.now(UTC) - timedelta(minutes=data_dir.profiling_recheck_minutes)]).to_pylist()

@@ -94,7 +94,8 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
-                blocks: list[str] | None = None, verbose: bool = False) -> RunOutcome:
+                blocks: list[str] | None = None, verbose: bool = False,
+                projects: list[int] | None = None) -> RunOutcome:
     """Run the project's refresh job over `resources` (for `blocks` only, if given) and collect
     the core's report."""
     from ei_assets.definitions import build_definitions  # the code location imports this module's peers
@@ -102,7 +103,7 @@ def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
     sink = ReportSink()
     job = build_definitions({**resources, "report_sink": sink}).resolve_job_def("refresh")
     run_config: dict[str, Any] = {**({} if verbose else QUIET_RUN_CONFIG),
-                                  **(refresh_run_config(blocks) if blocks else {})}
+                                  **refresh_run_config(blocks or [], projects or [])}
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                     tags={PROCESS_TAG: process_identity()})
     outcome = RunOutcome(success=result.success, run_id=result.run_id, report=sink.last)

@@ -18,6 +18,7 @@ from ei_assets.settings import (
     DEFAULT_API_URL,
     DEFAULT_DATA_DIR,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_WAREHOUSE,
     ApiKey,
     parse_api_keys,
     parse_api_url,
@@ -63,7 +64,11 @@ class DataDirResource(dg.ConfigurableResource["DataDirResource"]):
     """EI_DATA_DIR: raw archive, Parquet lake and DuckDB warehouse, plus the check thresholds."""
 
     data_dir: str = Field(default=DEFAULT_DATA_DIR,
-                          description="EI_DATA_DIR: where raw/, lake/ and ei.duckdb live")
+                          description="EI_DATA_DIR: where raw/, lake/ and ei.duckdb live "
+                                      "(a local path or s3://bucket/prefix)")
+    warehouse: str = Field(default=DEFAULT_WAREHOUSE,
+                           description="EI_WAREHOUSE: duckdb (the file in EI_DATA_DIR) or "
+                                       "ducklake:postgres:<libpq conninfo>")
     lock_timeout_seconds: float = Field(default=300.0, gt=0,
                                         description="How long a warehouse write waits for the lock")
     regression_accuracy_drop: float = Field(
@@ -82,6 +87,7 @@ class DataDirResource(dg.ConfigurableResource["DataDirResource"]):
             self.data_dir,
             Thresholds(self.regression_accuracy_drop, self.regression_resource_rise),
             self.lock_timeout_seconds,
+            warehouse=self.warehouse,
         )
 
 

@@ -1,0 +1,114 @@
+"""The scale-out deployment, for real on loopback: the raw archive and the lake on an S3-protocol
+store (moto's server), the warehouse a DuckLake with its catalog in Postgres, and the Dagster
+instance on Postgres (deploy/dagster.yaml). Refreshes fanned out per project and full ones run at
+once while a reader queries; every table and view then equals the embedded mode's."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from ei_assets.datadir import DataDir
+from ei_assets.schema import SNAPSHOT_TABLES, relation
+from ei_assets.simulator import Simulator, WorldConfig
+from tests.servers import S3, Postgres, postgres_server, s3_server
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parent.parent
+COMPARED = (*SNAPSHOT_TABLES, "model_type_comparison", "model_type_trend", "prediction_disagreements",
+            "budget_fit", "class_metric_deltas", "anomaly_score_trend")
+VARYING = {"fetched_at", "first_fetched_at", "last_fetched_at"}  # when, not what
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[S3, Postgres, Any]]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    with s3_server() as s3, postgres_server() as (pg, createdb):
+        yield s3, pg, createdb
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ei_assets.cli", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
+    outputs = [p.communicate(timeout=900) for p in processes]
+    return [(p.returncode, out + err) for p, (out, err) in zip(processes, outputs, strict=True)]
+
+
+def rows(data: DataDir, name: str) -> list[str]:
+    columns = [c.name for c in relation(name).all_columns if c.name not in VARYING]
+    select = ", ".join(f'"{c}"' for c in columns)
+    return sorted(repr(r) for r in data.warehouse.query(f'SELECT {select} FROM "{name}"').to_pylist())
+
+
+def test_fanned_out_refreshes_into_s3_and_ducklake_equal_the_embedded_mode(
+    servers: tuple[S3, Postgres, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s3, pg, createdb = servers
+    s3.create_bucket("ei-scale")
+    createdb("lake")
+    createdb("dagster")
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("EI_", "DAGSTER_", "AWS_"))}
+    with Simulator(WorldConfig(profiling_seconds=0.0, predictions=150)) as sim:
+        api = {"EI_API_URL": sim.url, "EI_API_KEY": ",".join(sim.api_keys)}
+        embedded = base | api | {"EI_DATA_DIR": str(tmp_path / "embedded")}
+        scale = base | api | s3.env | {
+            "EI_DATA_DIR": "s3://ei-scale/ei", "EI_WAREHOUSE": "ducklake:postgres:" + pg.conninfo("lake"),
+            "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": pg.url("dagster")}
+        reader_loop = ("import subprocess, sys, time\n"
+                       "deadline = time.monotonic() + 600\n"
+                       "while time.monotonic() < deadline and not __import__('os').path.exists(sys.argv[1]):\n"
+                       "    r = subprocess.run([sys.executable, '-m', 'ei_assets.cli', 'sql',\n"
+                       "        'SELECT count(*) AS n FROM model_type_comparison'], capture_output=True, text=True)\n"
+                       "    print(r.returncode, r.stderr.strip()[-300:], flush=True)\n")
+        stop_reading = tmp_path / "stop-reading"
+
+        assert finish([start(["refresh"], embedded)])[0][0] == 0
+        first = finish([start(["refresh", "--project", "100001"], scale)])  # creates the warehouse
+        assert first[0][0] == 0, first
+        reader = subprocess.Popen([sys.executable, "-c", reader_loop, str(stop_reading)], env=scale,
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        together = finish([start(["refresh"], scale),
+                           start(["refresh", "--project", "100002"], scale),
+                           start(["refresh", "--project", "100003"], scale)])
+        sim.world.retrain_matching()
+        assert finish([start(["refresh"], embedded)])[0][0] == 0
+        again = finish([start(["refresh"], scale), start(["refresh"], scale)])
+        time.sleep(1)
+        stop_reading.touch()
+        reads, _ = reader.communicate(timeout=600)
+    for code, output in [*together, *again]:
+        assert code == 0, output
+        assert "Traceback" not in output
+    read_codes = [line.split(" ", 1)[0] for line in reads.splitlines() if line.strip()]
+    assert read_codes and set(read_codes) == {"0"}, reads[-2000:]  # never failed by a writer
+
+    for name, value in scale.items():
+        if name.startswith(("AWS_", "DAGSTER_")):
+            monkeypatch.setenv(name, value)
+    lake = DataDir.open("s3://ei-scale/ei", warehouse=scale["EI_WAREHOUSE"], writable=False)
+    local = DataDir.open(str(tmp_path / "embedded"), writable=False)
+    assert lake.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 14}]
+    for name in COMPARED:
+        assert rows(lake, name) == rows(local, name), name
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    runs = instance.get_runs()
+    assert len(runs) == 6 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
