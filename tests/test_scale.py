@@ -31,6 +31,17 @@ COMPARED = (*SNAPSHOT_TABLES, "model_type_comparison", "model_type_trend", "pred
 VARYING = {"fetched_at", "first_fetched_at", "last_fetched_at"}  # when, not what
 
 
+# `ei-assets sql` again and again until told to stop: one line per query, its exit code first
+READER = """
+import os, subprocess, sys, time
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline and not os.path.exists(sys.argv[1]):
+    query = "SELECT count(*) AS n FROM model_type_comparison"
+    r = subprocess.run([sys.executable, "-m", "ei_assets.cli", "sql", query], capture_output=True, text=True)
+    print(r.returncode, r.stderr.strip()[-300:], flush=True)
+"""
+
+
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[S3, Postgres, Any]]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -71,12 +82,7 @@ def test_fanned_out_refreshes_into_s3_and_ducklake_equal_the_embedded_mode(
         scale = base | api | s3.env | {
             "EI_DATA_DIR": "s3://ei-scale/ei", "EI_WAREHOUSE": "ducklake:postgres:" + pg.conninfo("lake"),
             "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": pg.url("dagster")}
-        reader_loop = ("import subprocess, sys, time\n"
-                       "deadline = time.monotonic() + 600\n"
-                       "while time.monotonic() < deadline and not __import__('os').path.exists(sys.argv[1]):\n"
-                       "    r = subprocess.run([sys.executable, '-m', 'ei_assets.cli', 'sql',\n"
-                       "        'SELECT count(*) AS n FROM model_type_comparison'], capture_output=True, text=True)\n"
-                       "    print(r.returncode, r.stderr.strip()[-300:], flush=True)\n")
+        reader_loop = READER
         stop_reading = tmp_path / "stop-reading"
 
         assert finish([start(["refresh"], embedded)])[0][0] == 0
