@@ -20,11 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check ei_assets tests bench
 	$(BIN)/mypy
 
-# Debian packages the tests use: headless Chromium opens the HTML report.
+# Debian packages the tests use: headless Chromium opens the HTML report; the scale-out tests run
+# a Postgres of their own.
+SYSTEM_PACKAGES := chromium postgresql
 system:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] \
-	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-	  || { echo "make test needs Debian's chromium: sudo apt-get install chromium"; exit 1; }
+	@{ command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); } \
+	  || { echo "make test needs Debian's $(SYSTEM_PACKAGES): sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; }
 
 test: $(STAMP) system lint
 	$(BIN)/python -m pytest -q

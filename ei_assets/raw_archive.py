@@ -59,9 +59,12 @@ class RawArchive:
         folder = self._dir(snapshot)
         bodies = {}
         for endpoint in snapshot.endpoints:
+            # the stored bytes, decompressed here: S3FileSystem does not apply open_input_stream's
+            # compression, the local one guesses it from the name
             with self.filesystem.open_input_stream(f"{folder}/{endpoint}.json.zst",
-                                                   compression="zstd") as stream:
-                bodies[endpoint] = stream.read()
+                                                   compression=None) as stream, \
+                    pa.CompressedInputStream(stream, "zstd") as body:
+                bodies[endpoint] = body.read()
         return bodies
 
     def snapshots(self) -> Iterator[Snapshot]:

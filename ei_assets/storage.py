@@ -94,7 +94,8 @@ def _put_whole(filesystem: pafs.FileSystem, path: str, compression: Compression 
     else:
         with pa.CompressedOutputStream(sink, compression) as compressed:
             yield compressed
-    with filesystem.open_output_stream(path) as target:
+    # compression=None: the bytes as they are (pyarrow would otherwise guess from the name)
+    with filesystem.open_output_stream(path, compression=None) as target:
         target.write(sink.getvalue())
 
 
