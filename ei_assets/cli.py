@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep the history of Edge Impulse models: every retrain, model type and target, "
                     "in Parquet and DuckDB, scheduled and shown in Dagster.",
         epilog="Configuration comes from the environment: EI_API_KEY (comma-separated project keys), "
+               "EI_WAREHOUSE (duckdb, or ducklake:postgres:<conninfo>), "
                "EI_API_URL, EI_DATA_DIR (default ./data), EI_MAX_CONCURRENCY (default 8).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
