@@ -123,3 +123,12 @@ def test_fanned_out_refreshes_into_s3_and_ducklake_equal_the_embedded_mode(
     runs = instance.get_runs()
     assert len(runs) == 6 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+
+
+def test_the_kubernetes_code_location_runs_steps_as_jobs() -> None:
+    from ei_assets.k8s import defs
+
+    job = defs.resolve_job_def("refresh")
+    assert job.executor_def.name == "k8s"
+    assert {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()} >= {
+        "learn_blocks", "warehouse/budget_fit", "report"}
