@@ -204,13 +204,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
+def _existing_warehouse() -> DataDir:
+    """The data dir of a command that only reads: nothing is created, and the warehouse must be
+    there already."""
     data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False,
                         warehouse=os.environ.get("EI_WAREHOUSE"))
     if not data.warehouse.exists():
-        print(f"error: no warehouse yet at {data.warehouse.location}; run `ei-assets refresh` "
-              "(or `ei-assets demo`) first", file=sys.stderr)
-        return EXIT_CONFIG
+        raise ConfigError(f"no warehouse yet at {data.warehouse.location}; run `ei-assets refresh` "
+                          "(or `ei-assets demo`) first")
+    return data
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    data = _existing_warehouse()
     try:
         result = data.warehouse.query(args.query)
     except ReadOnlyQueryError as exc:
@@ -347,13 +353,7 @@ def _write_report(data: DataDir, out: str | None) -> tuple[str, int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False,
-                        warehouse=os.environ.get("EI_WAREHOUSE"))
-    if not data.warehouse.exists():
-        print(f"error: no warehouse yet at {data.warehouse.location}; run `ei-assets refresh` "
-              "(or `ei-assets demo`) first", file=sys.stderr)
-        return EXIT_CONFIG
-    path, blocks = _write_report(data, args.out)
+    path, blocks = _write_report(_existing_warehouse(), args.out)
     print(f"report of {blocks} learn blocks: {path}")
     return EXIT_OK
 
