@@ -346,7 +346,7 @@ def _write_report(data: DataDir, out: str | None) -> tuple[str, int]:
     from ei_assets.report import write_report
 
     if out is None:
-        filesystem, path = data.store.filesystem, f"{data.store.data_dir}/{REPORT_PATH}"
+        filesystem, path = data.store.filesystem, data.report_path
     else:
         filesystem, path = pafs.LocalFileSystem(), os.path.abspath(out)
     return path, len(write_report(data.warehouse, filesystem, path))

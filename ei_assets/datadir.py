@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ei_assets.ducklake import DuckLake
-from ei_assets.settings import ConfigError, parse_warehouse, resolve_data_dir
+from ei_assets.settings import REPORT_PATH, ConfigError, parse_warehouse, resolve_data_dir
 from ei_assets.storage import is_local, uri
 from ei_assets.store import DataStore
 from ei_assets.warehouse import WAREHOUSE_DIR, Thresholds, Warehouse
@@ -32,3 +32,8 @@ class DataDir:
                 f"{location!r} is on {filesystem.type_name}; use EI_WAREHOUSE=ducklake:postgres:...")
         lake = None if conninfo is None else DuckLake(conninfo, uri(filesystem, f"{base}/{WAREHOUSE_DIR}/"))
         return cls(store, Warehouse(base, store.lake, store.raw, thresholds, lock_timeout, lake))
+
+    @property
+    def report_path(self) -> str:
+        """Where the HTML report is written, on the data dir's filesystem."""
+        return f"{self.store.data_dir}/{REPORT_PATH}"

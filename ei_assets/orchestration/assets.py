@@ -24,7 +24,6 @@ from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
 from ei_assets.refresh import BlockReport, RefreshReport, refresh
 from ei_assets.report import markdown_table, overview_markdown, write_report
 from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, TABLES, VIEWS, WAREHOUSE_TABLES, Relation
-from ei_assets.settings import REPORT_PATH
 from ei_assets.studio import LearnBlock
 
 PARTITIONS = "learn_blocks"  # the dynamic partitions of learn_block_metadata
@@ -296,7 +295,7 @@ def comparison_views(data_dir: DataDirResource) -> Iterator[dg.MaterializeResult
 def history_report(data_dir: DataDirResource) -> dg.MaterializeResult[None]:
     """Write the report next to the warehouse; the UI links it and shows its overview table."""
     data = data_dir.open()
-    path = f"{data.store.data_dir}/{REPORT_PATH}"
+    path = data.report_path
     blocks = write_report(data.warehouse, data.store.filesystem, path)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(path),
