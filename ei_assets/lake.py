@@ -72,6 +72,14 @@ class Lake:
         counts[COMMIT_TABLE] = commit.num_rows
         return counts
 
+    def read(self, table: str, snapshot: Snapshot) -> pa.Table:
+        """One snapshot's rows of a table (no file: the snapshot has no rows there)."""
+        try:
+            with self.filesystem.open_input_file(self._file(table, snapshot)) as handle:
+                return pq.read_table(handle, schema=TABLES[table].arrow_schema)
+        except FileNotFoundError:
+            return TABLES[table].arrow_schema.empty_table()
+
     def files(self, table: str) -> list[str]:
         """Every visible Parquet file of a table (temporary files are never listed)."""
         return list_files(self.filesystem, self.table_dir(table), ".parquet")

@@ -4,6 +4,8 @@ Layout under `<data dir>/raw/`:
   project_id=P/learn_id=L/<snapshot_id>/<endpoint>.json.zst   the bodies exactly as received
   project_id=P/learn_id=L/<snapshot_id>/snapshot.json         block type, first fetch, endpoints;
                                                                written last: marks the set complete
+  project_id=P/learn_id=L/_seen/<body digest>                  the snapshot id of bodies with
+                                                               these exact bytes (see `recall`)
   _log/<table>/<YYYY-MM-DD>/<time>-<uuid>.parquet             fetch_log and discoveries, per run
 The lake and the warehouse can be rebuilt from this folder alone.
 """
@@ -21,9 +23,10 @@ import pyarrow.parquet as pq
 
 from ei_assets.schema import TABLES, Kind
 from ei_assets.snapshot import RAW_DIR, Snapshot
-from ei_assets.storage import exists, list_files, snapshot_part, write_atomically
+from ei_assets.storage import block_dir, exists, list_files, snapshot_part, write_atomically
 
 MARKER = "snapshot.json"
+SEEN_DIR = "_seen"
 _read_marker = msgspec.json.Decoder(Snapshot).decode
 
 
@@ -54,6 +57,29 @@ class RawArchive:
                 write_atomically(self.filesystem, path, _writer(body), "zstd")
         write_atomically(self.filesystem, f"{folder}/{MARKER}", _writer(msgspec.json.encode(snapshot)))
         return True
+
+    def _seen(self, project_id: int, learn_id: int, digest: str) -> str:
+        folder = block_dir(f"{self.data_dir}/{RAW_DIR}", project_id, learn_id)
+        return f"{folder}/{SEEN_DIR}/{snapshot_part(digest)}"
+
+    def recall(self, project_id: int, learn_id: int, digest: str) -> str | None:
+        """The snapshot id of a block's bodies whose bytes have this digest (`body_digest`), if
+        those exact bytes were archived before; None otherwise, or if the entry is unreadable."""
+        try:
+            with self.filesystem.open_input_stream(self._seen(project_id, learn_id, digest),
+                                                   compression=None) as stream:
+                text = stream.read(64).decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            return None
+        try:
+            return snapshot_part(text)
+        except ValueError:
+            return None  # not our id: parse the bodies again and write the entry anew
+
+    def remember(self, snapshot: Snapshot, digest: str) -> None:
+        """Note that bodies with this digest are `snapshot` (after it is archived and in the lake)."""
+        path = self._seen(snapshot.project_id, snapshot.learn_id, digest)
+        write_atomically(self.filesystem, path, _writer(snapshot_part(snapshot.snapshot_id).encode()))
 
     def read(self, snapshot: Snapshot) -> dict[str, bytes]:
         folder = self._dir(snapshot)

@@ -1,4 +1,5 @@
-"""What a snapshot is: its record (`Snapshot`) and its id, the SHA-256 of the canonical JSON.
+"""What a snapshot is: its record (`Snapshot`) and its id, the SHA-256 of the canonical JSON;
+and the digest of the bytes as received, which names a state already seen without parsing it.
 
 Canonical means: object keys sorted, no insignificant whitespace, numbers and strings as msgspec
 writes them. The same model state therefore always gets the same id, whatever the server's key
@@ -91,6 +92,16 @@ def canonical_json(raw: bytes) -> bytes:
     parts: list[bytes] = []
     write_canonical(raw, parts.append)
     return b"".join(parts)
+
+
+def body_digest(bodies: Mapping[str, bytes]) -> str:
+    """SHA-256 of the bodies exactly as received (endpoint names and lengths included). Equal
+    bytes mean an equal state, so a digest seen before names its snapshot without parsing."""
+    digest = hashlib.sha256()
+    for name, body in bodies.items():
+        digest.update(b"%s:%d:" % (name.encode(), len(body)))
+        digest.update(body)
+    return digest.hexdigest()[:32]
 
 
 def snapshot_id(bodies: Mapping[str, bytes]) -> str:

@@ -2,8 +2,12 @@
 
 `save` archives a fetched snapshot's bodies and flattens them into the lake; `reflatten` does the
 second half again from the archive (rebuilds). Both hand back what the flattener counted and the
-snapshot's summary, computed from the small tables the flattener built: the lake is never read
-back.
+snapshot's summary, computed from the small tables the flattener built.
+
+Bodies whose exact bytes were stored before cost a SHA-256 of their bytes and two small reads
+(the archive's `_seen` entry, then the snapshot's summary tables from the lake): they are neither
+canonicalised nor parsed. Bodies with new bytes but a known canonical id (same state, other
+formatting) are canonicalised, not flattened again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pyarrow.fs as pafs
 from ei_assets.flatten import SUMMARY_TABLES, Batch, flatten
 from ei_assets.lake import Lake
 from ei_assets.raw_archive import RawArchive
-from ei_assets.snapshot import Snapshot, snapshot_id
+from ei_assets.snapshot import Snapshot, body_digest, snapshot_id
 from ei_assets.studio import LearnBlock
 from ei_assets.summary import snapshot_summary
 
@@ -44,18 +48,30 @@ class DataStore:
 
     def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, bytes]) -> Saved:
         """Archive one fetched state of a block and flatten it into the lake (once per snapshot)."""
+        digest = body_digest(bodies)
+        known = self.raw.recall(block.project_id, block.learn_id, digest)
         snapshot = Snapshot(project_id=block.project_id, learn_id=block.learn_id,
                             block_type=block.block_type, fetched_at=fetched_at,
-                            endpoints=tuple(bodies), snapshot_id=snapshot_id(bodies))
-        is_new = self.raw.put(snapshot, bodies)
-        return self._flatten(snapshot, bodies, is_new)
+                            endpoints=tuple(bodies), snapshot_id=known or snapshot_id(bodies))
+        if known and self.lake.has_snapshot(snapshot):
+            return self._unchanged(snapshot, is_new=False)
+        saved = self._flatten(snapshot, bodies, self.raw.put(snapshot, bodies))
+        self.raw.remember(snapshot, digest)
+        return saved
 
     def reflatten(self, snapshot: Snapshot) -> Saved:
         """Flatten an archived snapshot into the lake again (for rebuilds)."""
         return self._flatten(snapshot, self.raw.read(snapshot), is_new=True, rewrite=True)
 
+    def _unchanged(self, snapshot: Snapshot, is_new: bool) -> Saved:
+        """A snapshot already in the lake: nothing written, its summary read from the lake."""
+        small = [self.lake.read(table, snapshot) for table in SUMMARY_TABLES]
+        return Saved(snapshot, is_new, {}, snapshot_summary(*small))
+
     def _flatten(self, snapshot: Snapshot, bodies: Mapping[str, bytes], is_new: bool,
                  rewrite: bool = False) -> Saved:
+        if not rewrite and self.lake.has_snapshot(snapshot):
+            return self._unchanged(snapshot, is_new)
         small: dict[str, pa.Table] = {}
 
         def keep_small(batches: Iterator[Batch]) -> Generator[Batch, None, None]:
@@ -64,14 +80,6 @@ class DataStore:
                     small[name] = rows
                 yield name, rows
 
-        batches = keep_small(flatten(snapshot, bodies))
-        rows: dict[str, int] = {}
-        if rewrite or not self.lake.has_snapshot(snapshot):
-            rows = self.lake.write_snapshot(snapshot, batches)
-        else:  # already in the lake: read only the small tables, which come first
-            for _ in batches:
-                if len(small) == len(SUMMARY_TABLES):
-                    break
-            batches.close()
+        rows = self.lake.write_snapshot(snapshot, keep_small(flatten(snapshot, bodies)))
         return Saved(snapshot, is_new, rows,
                      snapshot_summary(small["model_metrics"], small["on_device_performance"]))

@@ -57,17 +57,61 @@ def test_layout_compression_and_exact_bodies(store: DataStore, tmp_path: Path) -
     assert snap.column("raw_path").to_pylist() == [f"raw/project_id=7/learn_id=3/{sid}"]
 
 
-def test_same_snapshot_twice_changes_nothing(store: DataStore, tmp_path: Path) -> None:
+def test_same_bytes_twice_changes_nothing_and_parses_nothing(
+    store: DataStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = docs.encode(docs.keras_doc())
-    store.save(BLOCK, WHEN, {"keras": body})
+    first = store.save(BLOCK, WHEN, {"keras": body})
     before = tree(tmp_path)
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+
+    def no_parsing(*args: object) -> None:
+        raise AssertionError("bytes seen before were parsed again")
+
+    monkeypatch.setattr("ei_assets.store.snapshot_id", no_parsing)
+    monkeypatch.setattr("ei_assets.store.flatten", no_parsing)
+    again = store.save(BLOCK, datetime.now(UTC), {"keras": body})
+    assert (again.is_new, again.rows, again.snapshot.snapshot_id) == (False, {}, first.snapshot.snapshot_id)
+    assert again.summary == first.summary  # read back from the lake's small tables
+    assert tree(tmp_path) == before
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == mtimes
+
+
+def test_same_state_in_other_bytes_adds_no_rows(store: DataStore, tmp_path: Path) -> None:
+    body = docs.encode(docs.keras_doc())
+    first = store.save(BLOCK, WHEN, {"keras": body})
+    before = tree(tmp_path)
     pretty_same_state = docs.encode(dict(reversed(list(docs.keras_doc().items()))))
     saved = store.save(BLOCK, datetime.now(UTC), {"keras": pretty_same_state})
     assert (saved.is_new, saved.rows) == (False, {})
-    assert saved.summary["float32/accuracy"] > 0  # summarised without reading the lake
-    assert tree(tmp_path) == before
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == mtimes
+    assert saved.snapshot.snapshot_id == first.snapshot.snapshot_id
+    assert saved.summary == first.summary
+    after = tree(tmp_path)
+    added = sorted(set(after) - set(before))
+    assert len(added) == 1 and "/_seen/" in added[0]  # only the new bytes' alias
+    assert after[added[0]] == hashlib.sha256(first.snapshot.snapshot_id.encode()).hexdigest()
+    assert {k: v for k, v in after.items() if k not in added} == before
+
+
+def test_an_unreadable_seen_entry_costs_a_parse_not_a_wrong_id(store: DataStore, tmp_path: Path) -> None:
+    body = docs.encode(docs.keras_doc())
+    first = store.save(BLOCK, WHEN, {"keras": body})
+    (entry,) = tmp_path.glob("raw/project_id=7/learn_id=3/_seen/*")
+    entry.write_text("../../etc/passwd")
+    again = store.save(BLOCK, datetime.now(UTC), {"keras": body})
+    assert again.snapshot.snapshot_id == first.snapshot.snapshot_id
+    assert entry.read_text() == first.snapshot.snapshot_id  # written anew
+
+
+def test_seen_bytes_whose_lake_files_are_gone_are_flattened_again(store: DataStore, tmp_path: Path) -> None:
+    body = docs.encode(docs.keras_doc())
+    first = store.save(BLOCK, WHEN, {"keras": body})
+    lake = {k: v for k, v in tree(tmp_path).items() if k.startswith("lake/")}
+    for path in (tmp_path / "lake").rglob("*.parquet"):
+        path.unlink()
+    again = store.save(BLOCK, WHEN, {"keras": body})
+    assert again.rows == first.rows
+    assert {k: v for k, v in tree(tmp_path).items() if k.startswith("lake/")} == lake
 
 
 def test_rewriting_a_snapshot_gives_identical_files(store: DataStore, tmp_path: Path) -> None:

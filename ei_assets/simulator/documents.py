@@ -288,7 +288,7 @@ def metadata_document(
     """The anomaly or keras metadata document of a block (the GMM one is gmm_document)."""
     rng = _rng(world, project, block, state.version)
     model = _Model(rng, block, state.version)
-    n = world.config.predictions
+    n = world.predictions(block.block_type)
     sample_ids, starts, ends = _windows(n, block)
     rows = []
     if block.block_type in ("keras", "keras-object-detection", "anomaly", "anomaly-gmm"):

@@ -124,11 +124,12 @@ class SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], world: World, faults: FaultPlan) -> None:
+    def __init__(self, address: tuple[str, int], world: World, faults: FaultPlan,
+                 cache_size: int = 64) -> None:
         self.world = world
         self.faults = faults
         self.stats = Stats()
-        self.cache = _BodyCache()
+        self.cache = _BodyCache(cache_size)
         self.stopping = threading.Event()
         super().__init__(address, _Handler)
 
@@ -371,10 +372,13 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         retrain_every: float | None = None,
+        cache_size: int = 64,
     ) -> None:
+        """`cache_size`: how many generated bodies are kept; a world with more bodies than that
+        generates some again on each request."""
         self.world = World(config or WorldConfig())
         self.faults = faults or FaultPlan(seed=self.world.config.seed)
-        self.server = SimulatorServer((host, port), self.world, self.faults)
+        self.server = SimulatorServer((host, port), self.world, self.faults, cache_size)
         self.retrain_every = retrain_every
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()

@@ -97,6 +97,9 @@ class WorldConfig:
     projects: int = 3
     blocks_per_project: int | None = None  # None: the hand-made default layout
     predictions: int = 60  # validation windows per model type
+    # per block type, overriding `predictions` (e.g. (("keras-visual-anomaly", 3000),))
+    predictions_by_type: tuple[tuple[str, int], ...] = ()
+    akida: bool = False  # the classifiers of the scaled layout also have an akida build
     grid: int = 8  # visual anomaly grid size (n x n)
     targets: int = 4
     profiling_seconds: float = 2.0
@@ -184,9 +187,11 @@ def _default_layout(index: int) -> tuple[str, str, tuple[ImpulseSpec, ...], bool
     )
 
 
-def _scaled_layout(index: int, blocks: int) -> tuple[str, str, tuple[ImpulseSpec, ...], bool, str]:
+def _scaled_layout(index: int, blocks: int, akida: bool
+                   ) -> tuple[str, str, tuple[ImpulseSpec, ...], bool, str]:
     """`blocks` learn blocks cycling through every block type, split over two impulses."""
-    specs = [_block(10 + i, BLOCK_TYPES[(i + index) % len(BLOCK_TYPES)], i) for i in range(blocks)]
+    specs = [_block(10 + i, BLOCK_TYPES[(i + index) % len(BLOCK_TYPES)], i, akida)
+             for i in range(blocks)]
     half = (len(specs) + 1) // 2
     impulses: tuple[ImpulseSpec, ...] = (ImpulseSpec(1, "Impulse A", "time-series", tuple(specs[:half])),)
     if specs[half:]:
@@ -201,6 +206,10 @@ class World:
     states: dict[tuple[int, int], BlockState] = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
+    def predictions(self, block_type: str) -> int:
+        """Validation windows per model type of a block of this type."""
+        return dict(self.config.predictions_by_type).get(block_type, self.config.predictions)
+
     def __post_init__(self) -> None:
         if not 1 <= self.config.targets <= len(TARGETS):
             raise ValueError(f"targets must be 1..{len(TARGETS)}, got {self.config.targets}")
@@ -214,7 +223,7 @@ class World:
                 name, input_type, impulses, eon_ro, default_target = _default_layout(index)
             else:
                 name, input_type, impulses, eon_ro, default_target = _scaled_layout(
-                    index, self.config.blocks_per_project
+                    index, self.config.blocks_per_project, self.config.akida
                 )
             if index >= 3:
                 name = f"{name} #{index + 1}"

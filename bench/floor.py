@@ -1,0 +1,59 @@
+"""The floor of a refresh: discover, fetch every metadata body concurrently, parse it with orjson,
+keep nothing. `python -m bench.floor` with EI_API_URL, EI_API_KEY and EI_MAX_CONCURRENCY set, like
+`ei-assets refresh`; prints one JSON line: {"blocks": n, "bodies": n, "bytes": n}.
+
+Plain httpx and orjson only, so that it costs what downloading and parsing the bytes cost.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import orjson
+
+
+def _paths(block_type: str, project_id: int, learn_id: int) -> list[str]:
+    base = f"/api/{project_id}/training"
+    if block_type == "anomaly":
+        return [f"{base}/anomaly/{learn_id}/metadata"]
+    if block_type == "anomaly-gmm":
+        return [f"{base}/anomaly/{learn_id}/metadata", f"{base}/anomaly/{learn_id}/gmm/metadata"]
+    return [f"{base}/keras/{learn_id}/metadata?excludeLabels=true"]
+
+
+def main() -> int:
+    url = os.environ["EI_API_URL"].rstrip("/")
+    keys = os.environ["EI_API_KEY"].split(",")
+    workers = int(os.environ.get("EI_MAX_CONCURRENCY", "8"))
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    with httpx.Client(base_url=url, limits=limits, timeout=120) as http:
+
+        def get(key: str, path: str) -> int:
+            response = http.get(path, headers={"x-api-key": key})
+            response.raise_for_status()
+            orjson.loads(response.content)
+            return len(response.content)
+
+        def blocks_of(key: str) -> list[tuple[str, str]]:
+            found = []
+            projects = orjson.loads(http.get("/api/projects", headers={"x-api-key": key}).content)
+            for project in projects["projects"]:
+                impulses = orjson.loads(http.get(f"/api/{project['id']}/impulses",
+                                                 headers={"x-api-key": key}).content)["impulses"]
+                found += [(key, _paths(block["type"], project["id"], block["id"]))
+                          for impulse in impulses for block in impulse["learnBlocks"]]
+            return found
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            blocks = [block for found in pool.map(blocks_of, keys) for block in found]
+            bodies = [(key, path) for key, paths in blocks for path in paths]
+            sizes = list(pool.map(lambda job: get(*job), bodies))
+    print(orjson.dumps({"blocks": len(blocks), "bodies": len(sizes), "bytes": sum(sizes)}).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
