@@ -1,4 +1,8 @@
-"""The `ei-assets` command."""
+"""The `ei-assets` command.
+
+Each command imports what it needs when it runs: `--help` and `sql` never load Dagster, and
+nothing here loads pandas, so a quick command starts quickly.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.fs as pafs
-
-from ei_assets.datadir import DataDir
 from ei_assets.progress import progress
-from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
-from ei_assets.rebuild import rebuild
-from ei_assets.refresh import STATUSES
 from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT, REPORT_PATH, ConfigError, Settings
-from ei_assets.simulator import FAULT_KINDS, FaultPlan, Simulator, WorldConfig
-from ei_assets.warehouse import ReadOnlyQueryError, WarehouseBusyError
+from ei_assets.simulator import FAULT_KINDS, FaultPlan, WorldConfig
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ei_assets.datadir import DataDir
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
 
@@ -179,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from ei_assets.simulator import Simulator
+
     plan = FaultPlan(seed=args.seed, rates=dict(args.fault), retry_after=args.retry_after,
                      slow_seconds=args.slow_seconds, latency_seconds=args.latency)
     sim = Simulator(world_config(args), plan, host=args.host, port=args.port,
@@ -207,6 +207,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _existing_warehouse() -> DataDir:
     """The data dir of a command that only reads: nothing is created, and the warehouse must be
     there already."""
+    from ei_assets.datadir import DataDir
+
     data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False,
                         warehouse=os.environ.get("EI_WAREHOUSE"))
     if not data.warehouse.exists():
@@ -216,31 +218,32 @@ def _existing_warehouse() -> DataDir:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from ei_assets.warehouse import ReadOnlyQueryError
+
     data = _existing_warehouse()
     try:
-        result = data.warehouse.query(args.query)
+        if args.format == "csv":
+            print_csv(data.warehouse.query(args.query))
+        else:
+            data.warehouse.show(args.query, args.max_rows)
     except ReadOnlyQueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except duckdb.Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
-    print_table(result, args.format, args.max_rows)
     return EXIT_OK
 
 
-def print_table(table: pa.Table, fmt: str = "table", max_rows: int = 200) -> None:
-    if fmt == "csv":
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(table, sink)
-        sys.stdout.write(sink.getvalue().to_pybytes().decode())
-        return
-    shown = table if not max_rows else table.slice(0, max_rows)
-    frame = shown.to_pandas(types_mapper=pd.ArrowDtype)
-    print(frame.to_string(index=False, na_rep="NULL") if shown.num_rows else
-          "  ".join(table.column_names))
-    more = f", first {shown.num_rows} shown" if shown.num_rows < table.num_rows else ""
-    print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''}{more})")
+def print_csv(table: pa.Table) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    sys.stdout.write(sink.getvalue().to_pybytes().decode())
 
 
 def _show_progress() -> None:
@@ -257,6 +260,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
     """Run the refresh job and tell people, once and briefly, what happened and what to do."""
     from ei_assets.orchestration.assets import REFRESH_OP
     from ei_assets.orchestration.refresh import instance_for_cli, run_refresh
+    from ei_assets.refresh import STATUSES
 
     started = time.monotonic()
     outcome = run_refresh(resources, instance_for_cli(home), blocks, verbose=verbose,
@@ -308,8 +312,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ei_assets.datadir import DataDir
     from ei_assets.orchestration.refresh import ensure_instance_home
     from ei_assets.orchestration.resources import DataDirResource, StudioResource
+    from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
+    from ei_assets.simulator import Simulator
 
     _show_progress()
     data_dir = os.path.abspath(os.environ.get("EI_DATA_DIR") or DEFAULT_DATA_DIR)
@@ -328,7 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         second = _refresh(resources, [], len(sim.api_keys), sim.url, home)
     print("\n== int8 against float32 (and other model types) at each block's default target, "
           "latest models (ratios: model type / float32)")
-    print_table(data.warehouse.query(LATEST_DEFAULT_TARGET_COMPARISON))
+    data.warehouse.show(LATEST_DEFAULT_TARGET_COMPARISON, max_rows=200)
     regressions = data.warehouse.query(
         "SELECT count(*) AS n FROM model_type_trend WHERE is_regression").column("n")[0].as_py()
     prog = "ei-assets" if shutil.which("ei-assets") else ".venv/bin/ei-assets"
@@ -343,6 +350,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _write_report(data: DataDir, out: str | None) -> tuple[str, int]:
     """The report at `out`, or EI_DATA_DIR's; returns where, and how many learn blocks."""
+    import pyarrow.fs as pafs
+
     from ei_assets.report import write_report
 
     if out is None:
@@ -359,6 +368,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ei_assets.datadir import DataDir
+    from ei_assets.rebuild import rebuild
+
     data = DataDir.open(os.environ.get("EI_DATA_DIR"), warehouse=os.environ.get("EI_WAREHOUSE"))
 
     def progress(done: int, total: int) -> None:
@@ -375,6 +387,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
+def _is_busy(exc: Exception) -> bool:
+    """The warehouse is being written: a clear message of its own, no traceback. (Its module is
+    loaded only by commands that open the warehouse.)"""
+    warehouse = sys.modules.get("ei_assets.warehouse")
+    return warehouse is not None and isinstance(exc, warehouse.WarehouseBusyError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -388,10 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except WarehouseBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_PARTIAL
     except Exception as exc:  # anything else: one line for people, the traceback with -v
+        if _is_busy(exc):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_PARTIAL
         if args.verbose:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]

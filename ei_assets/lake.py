@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ei_assets.schema import COMMIT_TABLE, LEARN_ID, PROJECT_ID, SNAPSHOT_TABLES, TABLES
 from ei_assets.snapshot import Snapshot
 from ei_assets.storage import atomic_output, block_dir, exists, list_files, snapshot_part
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 LAKE_DIR = "lake"  # the lake's folder under the data dir
 
@@ -86,6 +89,8 @@ class Lake:
 
     def dataset(self, table: str) -> ds.Dataset:
         """A pyarrow dataset of the table; the hive partition keys are typed like the file columns."""
+        import pyarrow.dataset as ds  # here: it loads pandas, which the refresh does not need
+
         partitioning = ds.partitioning(
             pa.schema([PROJECT_ID.field, LEARN_ID.field]), flavor="hive"
         )

@@ -11,9 +11,11 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import pyarrow.fs as pafs
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 DEFAULT_API_URL = "https://studio.edgeimpulse.com/v1"
 DEFAULT_DATA_DIR = "./data"
@@ -105,6 +107,8 @@ def parse_max_concurrency(raw: str | None) -> int:
 def resolve_data_dir(raw: str | None, writable: bool = True) -> tuple[pafs.FileSystem, str]:
     """The data dir as a pyarrow filesystem and a base path on it, checked to be writable (and
     created), or, for commands that only read, checked to exist (and never created)."""
+    import pyarrow.fs as pafs  # here, so that reading the other settings loads no pyarrow
+
     location = (raw or DEFAULT_DATA_DIR).strip()
     if "://" not in location and os.path.isfile(location):
         raise ConfigError(f"EI_DATA_DIR: {location!r} is a file; point it at a folder")

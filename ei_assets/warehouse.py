@@ -305,16 +305,29 @@ class Warehouse:
     def query(self, sql: str, params: Sequence[object] | None = None) -> pa.Table:
         """Run one read-only SELECT (with `?` parameters) and return its result as Arrow."""
         with self.connect(read_only=True) as con:
-            statements = con.extract_statements(sql)
-            if len(statements) != 1:
-                raise ReadOnlyQueryError(f"expected one SQL statement, got {len(statements)}")
-            if statements[0].type != duckdb.StatementType.SELECT:
-                raise ReadOnlyQueryError(
-                    f"only SELECT queries are allowed here, not {statements[0].type.name}; "
-                    "the warehouse is written by `ei-assets refresh` and `ei-assets rebuild`"
-                )
-            result: pa.Table = con.sql(sql, params=params).to_arrow_table()
+            result: pa.Table = _select(con, sql, params).to_arrow_table()
             return result
+
+    def show(self, sql: str, max_rows: int = 0) -> None:
+        """Run one read-only SELECT and print it for people with DuckDB's table rendering (column
+        types, NULL, every column; past `max_rows` (0: no limit) the first and last rows, counted)."""
+        with self.connect(read_only=True) as con:
+            _select(con, sql).show(max_width=1 << 20, max_rows=max_rows or 1 << 62,
+                                   null_value="NULL")
+
+
+def _select(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None
+            ) -> duckdb.DuckDBPyRelation:
+    """The relation of one SELECT statement; anything else is refused before it runs."""
+    statements = con.extract_statements(sql)
+    if len(statements) != 1:
+        raise ReadOnlyQueryError(f"expected one SQL statement, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise ReadOnlyQueryError(
+            f"only SELECT queries are allowed here, not {statements[0].type.name}; "
+            "the warehouse is written by `ei-assets refresh` and `ei-assets rebuild`"
+        )
+    return con.sql(sql, params=params)
 
 
 def sql_text(value: str) -> str:

@@ -286,12 +286,18 @@ def test_sql_command_prints_an_aligned_table_and_refuses_writes(data: DataDir, t
                          "SELECT model_type, round(accuracy, 2) AS acc FROM model_metrics ORDER BY 1"],
                         capture_output=True, text=True, env=env, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    lines = ok.stdout.splitlines()
-    assert lines[0].split() == ["model_type", "acc"]
-    assert [line.split() for line in lines[1:4]] == [["akida", "0.85"], ["float32", "0.9"],
-                                                     ["int8", "0.88"]]
-    assert lines[-1] == "(3 rows)"
-    assert len({len(line) for line in lines[:4]}) == 1  # aligned
+    box = [line for line in ok.stdout.splitlines() if line.strip()]
+    cells = [[cell.strip() for cell in line.strip("│").split("│")] for line in box if "│" in line]
+    assert cells == [["model_type", "acc"], ["varchar", "double"],
+                     ["akida", "0.85"], ["float32", "0.9"], ["int8", "0.88"]]
+    assert len({len(line) for line in box}) == 1  # aligned
+    two = subprocess.run([sys.executable, "-m", "ei_assets.cli", "sql", "--max-rows", "2",
+                          "SELECT * FROM predictions"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    table_lines = [line for line in two.stdout.splitlines() if "│" in line]
+    assert two.returncode == 0 and any("·" in line for line in table_lines)  # rows left out
+    assert len([line for line in table_lines if "·" not in line]) == 2 + 2  # header, types, 2 rows
+    assert "snapshot_id" in two.stdout and "n_bounding_boxes" in two.stdout  # every column
     refused = subprocess.run([sys.executable, "-m", "ei_assets.cli", "sql", "DELETE FROM snapshots"],
                              capture_output=True, text=True, env=env, timeout=60)
     assert refused.returncode == 2 and "only SELECT" in refused.stderr
