@@ -25,6 +25,7 @@ import pyarrow.json as pajson
 from ei_assets.chunks import byte_ranges, sizes_of
 from ei_assets.schema import PREDICTION_PARSE_SCHEMA, REQUIRED_PREDICTION_FIELDS, TABLES
 from ei_assets.snapshot import Snapshot
+from ei_assets.studio.blocks import Body
 
 CHUNK_BYTES = 2 << 20  # predictions joined for one parse: bounds the extra copy
 T = TypeVar("T")
@@ -147,7 +148,7 @@ Batch = tuple[str, pa.Table]
 SUMMARY_TABLES = ("model_metrics", "on_device_performance")
 
 
-def flatten(snapshot: Snapshot, bodies: Mapping[str, bytes]) -> Iterator[Batch]:
+def flatten(snapshot: Snapshot, bodies: Mapping[str, Body]) -> Iterator[Batch]:
     """Yield (table name, rows) for every table; predictions come in several chunks.
 
     `bodies` maps each of the snapshot's endpoints to its body, primary ("anomaly", "keras") first.
@@ -180,7 +181,7 @@ def flatten(snapshot: Snapshot, bodies: Mapping[str, bytes]) -> Iterator[Batch]:
     yield "snapshots", _snapshot(snapshot, doc, primary)
 
 
-def _decode(endpoint: str, body: bytes, decode: Callable[[bytes], T]) -> T:
+def _decode(endpoint: str, body: Body, decode: Callable[[Body], T]) -> T:
     try:
         return decode(body)
     except msgspec.ValidationError as exc:

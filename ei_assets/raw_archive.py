@@ -24,13 +24,14 @@ import pyarrow.parquet as pq
 from ei_assets.schema import TABLES, Kind
 from ei_assets.snapshot import RAW_DIR, Snapshot
 from ei_assets.storage import block_dir, exists, list_files, snapshot_part, write_atomically
+from ei_assets.studio.blocks import Body
 
 MARKER = "snapshot.json"
 SEEN_DIR = "_seen"
 _read_marker = msgspec.json.Decoder(Snapshot).decode
 
 
-def _writer(data: bytes) -> Callable[[pa.NativeFile], object]:
+def _writer(data: Body) -> Callable[[pa.NativeFile], object]:
     return lambda stream: stream.write(data)
 
 
@@ -46,7 +47,7 @@ class RawArchive:
     def has(self, snapshot: Snapshot) -> bool:
         return exists(self.filesystem, f"{self._dir(snapshot)}/{MARKER}")
 
-    def put(self, snapshot: Snapshot, bodies: Mapping[str, bytes]) -> bool:
+    def put(self, snapshot: Snapshot, bodies: Mapping[str, Body]) -> bool:
         """Archive the bodies of a snapshot unless already there. True when something was written."""
         if self.has(snapshot):
             return False

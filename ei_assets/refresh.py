@@ -6,7 +6,9 @@ the CLI, the benchmarks and the tests all call it; the Dagster layer only turns 
 events and metadata.
 
 Each fetch worker takes one block from fetch to lake and then lets its response go, so at most
-`max_workers` responses are in memory at a time. Any failure of one block (HTTP, decoding,
+`max_workers` responses are in memory at a time. Fetching waits on the network, storing on the
+CPU: at most one block per core is hashed, archived and flattened at a time, while the other
+workers keep downloading. Any failure of one block (HTTP, decoding,
 hashing, flattening, storage) is caught and reported for that block, naming it; it never stops or
 corrupts the others.
 """
@@ -14,6 +16,8 @@ corrupts the others.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from ei_assets.schema import TABLES
 from ei_assets.settings import ApiKey
 from ei_assets.store import DataStore
 from ei_assets.studio import (
+    Body,
     Discovery,
     LearnBlock,
     StudioClient,
@@ -180,8 +185,9 @@ def refresh_blocks(
 ) -> list[BlockReport]:
     """Refresh blocks concurrently; writes one fetch_log file for the batch. Reports come back in
     the order given; `on_block` hears of each as it finishes."""
+    storing = threading.BoundedSemaphore(os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-fetch") as pool:
-        futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store)
+        futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing)
                    for b in blocks]
         for done, future in enumerate(as_completed(futures), start=1):
             if on_block is not None:
@@ -192,23 +198,26 @@ def refresh_blocks(
 
 
 
-def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore) -> BlockReport:
-    """Fetch, archive and flatten one block. Never raises: whatever goes wrong fails this block."""
+def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,
+                  storing: threading.BoundedSemaphore | None = None) -> BlockReport:
+    """Fetch, archive and flatten one block (storing, if given, while holding one of its slots).
+    Never raises: whatever goes wrong fails this block."""
     try:
-        return _refresh_block(client, key, block, store)
+        return _refresh_block(client, key, block, store, storing or threading.BoundedSemaphore())
     except Exception as exc:
         log.debug("refreshing %s failed", block.key, exc_info=True)
         return BlockReport(block, "failed", error=f"project {block.project_id}, learn block "
                                                   f"{block.learn_id}: {_describe(exc)}")
 
 
-def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore) -> BlockReport:
+def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,
+                   storing: threading.BoundedSemaphore) -> BlockReport:
     try:
         endpoints = metadata_endpoints(block.block_type)
     except UnknownBlockTypeError as exc:
         return BlockReport(block, "skipped", error=str(exc))
     fetched_at = datetime.now(UTC)
-    bodies: dict[str, bytes] = {}
+    bodies: dict[str, Body] = {}
     fetches: list[dict[str, Any]] = []
     for endpoint in endpoints:
         try:
@@ -222,7 +231,8 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
                                   status=response.status, attempts=response.attempts,
                                   duration_ms=response.duration_ms, size=len(response.body)))
     try:
-        saved = store.save(block, fetched_at, bodies)
+        with storing:
+            saved = store.save(block, fetched_at, bodies)
     except Exception as exc:  # any failure of this block's data is this block's alone
         error = f"project {block.project_id}, learn block {block.learn_id}: {_describe(exc)}"
         log.debug("storing %s failed", block.key, exc_info=True)

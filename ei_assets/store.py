@@ -23,7 +23,7 @@ from ei_assets.flatten import SUMMARY_TABLES, Batch, flatten
 from ei_assets.lake import Lake
 from ei_assets.raw_archive import RawArchive
 from ei_assets.snapshot import Snapshot, body_digest, snapshot_id
-from ei_assets.studio import LearnBlock
+from ei_assets.studio import Body, LearnBlock
 from ei_assets.summary import snapshot_summary
 
 
@@ -46,7 +46,7 @@ class DataStore:
         self.raw = RawArchive(filesystem, self.data_dir)
         self.lake = Lake(filesystem, self.data_dir)
 
-    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, bytes]) -> Saved:
+    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, Body]) -> Saved:
         """Archive one fetched state of a block and flatten it into the lake (once per snapshot)."""
         digest = body_digest(bodies)
         known = self.raw.recall(block.project_id, block.learn_id, digest)
@@ -68,7 +68,7 @@ class DataStore:
         small = [self.lake.read(table, snapshot) for table in SUMMARY_TABLES]
         return Saved(snapshot, is_new, {}, snapshot_summary(*small))
 
-    def _flatten(self, snapshot: Snapshot, bodies: Mapping[str, bytes], is_new: bool,
+    def _flatten(self, snapshot: Snapshot, bodies: Mapping[str, Body], is_new: bool,
                  rewrite: bool = False) -> Saved:
         if not rewrite and self.lake.has_snapshot(snapshot):
             return self._unchanged(snapshot, is_new)

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ei_assets.flatten import DocumentError
 from ei_assets.schema import TABLES
+from ei_assets.studio.blocks import Body
 
 ENDPOINT = "target-constraints"
 
@@ -85,7 +86,7 @@ def _end(value: _Range | None, end: str) -> float | None:
     return found
 
 
-def constraints_tables(project_id: int, fetched_at: datetime, body: bytes) -> tuple[pa.Table, pa.Table]:
+def constraints_tables(project_id: int, fetched_at: datetime, body: Body) -> tuple[pa.Table, pa.Table]:
     """The target_constraints and application_budgets rows of one response."""
     try:
         doc = _decode(body)

@@ -283,6 +283,24 @@ def test_canonical_streaming_matches_whole_document_encoding(monkeypatch: pytest
     assert canonical_json(body) == whole
 
 
+@pytest.mark.parametrize("kind", ["keras-visual-anomaly", "keras-object-detection", "anomaly"])
+def test_canonical_predictions_fast_road_gives_the_general_bytes(kind: str) -> None:
+    """Prediction arrays take the known-keys road; unknown keys, explicit nulls, int-or-float
+    numbers and odd key orders must still give exactly the general canonical bytes."""
+    from ei_assets.simulator import World, WorldConfig, metadata_document
+
+    world = World(WorldConfig(projects=3, blocks_per_project=5, predictions=400, grid=4))
+    project, block = next((p, b) for p, b in world.blocks() if b.block_type == kind)
+    doc = metadata_document(world, project, block, world.state(project.id, block.learn_id), now=1e12)
+    predictions = doc["modelValidationMetrics"][0]["predictions"]
+    predictions[7] = dict(reversed(list(predictions[7].items()))) | {"label": None}
+    predictions[9]["sampleId"] = float(predictions[9]["sampleId"])
+    doc["modelValidationMetrics"][-1]["predictions"][3]["notInTheSpec"] = {"b": 1, "a": [2, 1.5]}
+    body = msgspec.json.format(msgspec.json.encode(doc), indent=1)
+    whole = msgspec.json.Encoder(order="sorted").encode(msgspec.json.decode(body))
+    assert canonical_json(body) == whole
+
+
 # ---- property test: documents shaped by the official models ----------------------------------
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12)

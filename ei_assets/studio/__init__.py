@@ -1,6 +1,6 @@
 """The Edge Impulse Studio API client (pure Python, no Dagster)."""
 
-from ei_assets.studio.blocks import LearnBlock, Project, metadata_endpoints
+from ei_assets.studio.blocks import Body, LearnBlock, Project, metadata_endpoints
 from ei_assets.studio.client import Discovery, DiscoveryProblem, StudioClient, StudioResponse
 from ei_assets.studio.errors import (
     ApiError,
@@ -17,6 +17,7 @@ from ei_assets.studio.retry import RetryPolicy, parse_retry_after
 __all__ = [
     "ApiError",
     "AuthError",
+    "Body",
     "DeadlineExceededError",
     "Discovery",
     "DiscoveryProblem",

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from ei_assets.studio.errors import UnknownBlockTypeError
 
+# A response body as received. The client reads a body of declared length into one bytearray and
+# hands that on, rather than copying it into `bytes`: a body costs its size in memory once.
+Body = bytes | bytearray
+
 
 @dataclass(frozen=True)
 class Endpoint:

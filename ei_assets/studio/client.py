@@ -20,7 +20,7 @@ import httpx
 import msgspec
 
 from ei_assets.settings import ApiKey
-from ei_assets.studio.blocks import Endpoint, LearnBlock, Project
+from ei_assets.studio.blocks import Body, Endpoint, LearnBlock, Project
 from ei_assets.studio.errors import (
     ApiError,
     AuthError,
@@ -46,7 +46,7 @@ class StudioResponse:
     endpoint: str
     path: str
     status: int
-    body: bytes
+    body: Body
     attempts: int
     duration_ms: float
     fetched_at: datetime
@@ -62,7 +62,7 @@ class _Reply:
 
     status: int
     headers: httpx.Headers
-    body: bytes
+    body: Body
     path: str
 
 
@@ -103,7 +103,7 @@ class _ImpulsesDoc(msgspec.Struct):
 
 # Built once at import, never lazily inside the fetch threads.
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_DECODERS: dict[type[Any], Callable[[bytes], Any]] = {
+_DECODERS: dict[type[Any], Callable[[Body], Any]] = {
     doc_type: msgspec.json.Decoder(doc_type).decode for doc_type in (_ProjectsDoc, _ImpulsesDoc)
 }
 
@@ -339,11 +339,23 @@ class StudioClient:
         finally:
             self._slots.release()
 
-    def _read_bounded(self, response: httpx.Response) -> bytes:
+    def _read_bounded(self, response: httpx.Response) -> Body:
+        """The body, bounded by max_body_bytes. With a declared length and no content encoding
+        (the usual case) it is read straight into one buffer of that size: no list of chunks to
+        join, so a body costs its own size in memory, once."""
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise BodyTooLargeError(f"body of {int(declared)} bytes is larger than the limit of "
+        length = int(declared) if declared.isdigit() else None
+        if length is not None and length > self.max_body_bytes:
+            raise BodyTooLargeError(f"body of {length} bytes is larger than the limit of "
                                     f"{self.max_body_bytes} bytes; refused unread")
+        if length is not None and response.headers.get("content-encoding", "identity") == "identity":
+            body = bytearray(length)
+            view, size = memoryview(body), 0
+            for chunk in response.iter_raw():  # h11 refuses a body longer or shorter than declared
+                view[size:size + len(chunk)] = chunk
+                size += len(chunk)
+            view.release()
+            return body
         chunks, size = [], 0
         for chunk in response.iter_bytes():
             size += len(chunk)
