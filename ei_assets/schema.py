@@ -403,13 +403,19 @@ COMPARISON_COLUMNS = _nullable((
     _c("prediction_agreement", pa.float64(), "Share of windows where both predict the same, 0..1."),
 ))
 
+_ANOMALY_STATS = _nullable((
+    PROJECT_ID, LEARN_ID, SNAPSHOT_ID, MODEL_TYPE,
+    _c("n_scores", pa.int64(), "Windows with a score."),
+    _c("score_p50", pa.float64(), "Median window score (quantile_cont)."),
+    _c("score_p95", pa.float64(), "95th percentile of the window scores."),
+    _c("score_max", pa.float64(), "Highest window score."),
+    _c("threshold", pa.float64(), "The snapshot's min_anomaly_score (NULL if none)."),
+    _c("share_above_threshold", pa.float64(), "Share of windows scoring above it."),
+))
+
 VIEWS: dict[str, Relation] = {v.name: v for v in [
     Relation("latest_snapshots", "The snapshot each learn block showed when last fetched.",
              _nullable(SNAPSHOTS.all_columns), Kind.DERIVED, is_view=True),
-    Relation("prediction_agreement",
-             "Share of windows where a model type predicts what float32 predicts, per snapshot.",
-             _nullable((SNAPSHOT_ID, MODEL_TYPE, COMPARISON_COLUMNS[-1])), Kind.DERIVED,
-             is_view=True, public=False),
     Relation("model_type_pairs",
              "Every model type against float32, float32 against itself included (feeds the "
              "comparison and the trend).",
@@ -474,16 +480,27 @@ VIEWS: dict[str, Relation] = {v.name: v for v in [
              "against the threshold, and the change from the block's previous snapshot.",
              _nullable((
                  PROJECT_ID, LEARN_ID, SNAPSHOT_ID, SNAPSHOTS.column("model_created_at"), MODEL_TYPE,
-                 _c("n_scores", pa.int64(), "Windows with a score."),
-                 _c("score_p50", pa.float64(), "Median window score (quantile_cont)."),
-                 _c("score_p95", pa.float64(), "95th percentile of the window scores."),
-                 _c("score_max", pa.float64(), "Highest window score."),
-                 _c("threshold", pa.float64(), "The snapshot's min_anomaly_score (NULL if none)."),
-                 _c("share_above_threshold", pa.float64(), "Share of windows scoring above it."),
+                 *_ANOMALY_STATS[4:],
                  _c("previous_snapshot_id", pa.string(), "The block's previous snapshot."),
                  _c("p95_change", pa.float64(), "score_p95 - previous score_p95."),
              )), Kind.DERIVED, is_view=True),
 ]}
+
+
+# Tables the warehouse fills for each snapshot it loads, from that snapshot's rows alone
+# (sql/derived.sql): the joins and aggregations over predictions run once per snapshot, at load,
+# not in every query of the views built on them.
+PER_SNAPSHOT_TABLES: dict[str, Relation] = {t.name: t for t in [
+    Relation("prediction_agreement",
+             "Share of windows where a model type predicts what float32 predicts, per snapshot.",
+             _nullable((SNAPSHOT_ID, MODEL_TYPE, COMPARISON_COLUMNS[-1])), Kind.DERIVED, public=False),
+    Relation("prediction_disagreement_rows", VIEWS["prediction_disagreements"].description,
+             VIEWS["prediction_disagreements"].columns, Kind.DERIVED, public=False),
+    Relation("anomaly_score_stats",
+             "Per snapshot and model type, its windows' anomaly scores against its threshold.",
+             _ANOMALY_STATS, Kind.DERIVED, public=False),
+]}
+TABLES.update(PER_SNAPSHOT_TABLES)
 
 SNAPSHOT_TABLES = tuple(n for n, t in TABLES.items() if t.kind is Kind.SNAPSHOT)
 LOG_TABLES = tuple(n for n, t in TABLES.items() if t.kind is Kind.LOG)

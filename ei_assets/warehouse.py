@@ -3,7 +3,9 @@
 Loading is incremental and set-based: DuckDB reads the new lake files itself (`read_parquet`,
 file lists passed as parameters, never pasted into SQL), inside one transaction. A snapshot is
 new when its `snapshots` file is committed in the lake and its id is not in `main.snapshots`.
-Run logs (fetch_log, discoveries) are loaded file by file, each file once.
+Run logs (fetch_log, discoveries) are loaded file by file, each file once. For each new snapshot
+the per-snapshot tables (prediction agreement and disagreements, anomaly score statistics) are
+filled from its rows in the same transaction, so the views over them never join the predictions.
 
 DuckDB allows one writing process per file. A second writer waits up to `lock_timeout` seconds
 for the lock, then fails with WarehouseBusyError. Readers connect read-only.
@@ -28,8 +30,17 @@ from ei_assets import ducklake
 from ei_assets.ducklake import DuckLake
 from ei_assets.lake import Lake
 from ei_assets.progress import progress
+from ei_assets.queries import named_sql
 from ei_assets.raw_archive import RawArchive
-from ei_assets.schema import COMMIT_TABLE, LOG_TABLES, SNAPSHOT_TABLES, TABLES, VIEWS, Relation
+from ei_assets.schema import (
+    COMMIT_TABLE,
+    LOG_TABLES,
+    PER_SNAPSHOT_TABLES,
+    SNAPSHOT_TABLES,
+    TABLES,
+    VIEWS,
+    Relation,
+)
 from ei_assets.storage import uri
 
 __all__ = ["DATABASE_FILE", "LoadReport", "ReadOnlyQueryError", "Thresholds", "Warehouse",
@@ -43,6 +54,9 @@ LOAD_LOCK = "_load_lock"  # one row every load updates first: concurrent loads c
 SCHEMA_TABLE = "_schema"  # the digest of the schema last created
 WAREHOUSE_DIR = "warehouse"  # a DuckLake's data files, under the data dir
 LOAD_ATTEMPTS = 8
+DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshot $1
+if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
+    raise AssertionError(f"sql/derived.sql must fill exactly {sorted(PER_SNAPSHOT_TABLES)}")
 
 LEARN_BLOCKS_SQL = """
 INSERT INTO learn_blocks BY NAME
@@ -182,6 +196,7 @@ class Warehouse:
             "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
         for table in TABLES.values():
+            con.execute(f'DROP VIEW IF EXISTS "{table.name}"')  # a view of older versions
             con.execute(create_table_sql(table))
             for column in table.all_columns:
                 if (table.name, column.name) not in have:
@@ -193,6 +208,10 @@ class Warehouse:
         if con.execute(f"SELECT count(*) FROM {LOAD_LOCK}").fetchone() == (0,):
             con.execute(f"INSERT INTO {LOAD_LOCK} VALUES (0)")
         con.execute(self._views_sql())
+        # their SQL is part of the schema: filled again, for every snapshot, when it changes
+        for name in PER_SNAPSHOT_TABLES:
+            con.execute(f'DELETE FROM "{name}"')
+        self._derive(con, [row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()])
         for relation in (*TABLES.values(), *VIEWS.values()):
             # DuckLake keeps comments on views but not on their columns
             con.execute(comments_sql(relation, columns=self.ducklake is None or not relation.is_view))
@@ -203,7 +222,7 @@ class Warehouse:
     def _schema_version(self) -> str:
         """A digest of everything ensure_schema creates: a new column, view or threshold changes it."""
         parts = [create_table_sql(t) + comments_sql(t) for t in TABLES.values()]
-        parts += [comments_sql(v) for v in VIEWS.values()] + [self._views_sql()]
+        parts += [comments_sql(v) for v in VIEWS.values()] + [self._views_sql(), *DERIVED_SQL.values()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def _views_sql(self) -> str:
@@ -249,6 +268,7 @@ class Warehouse:
                         report.rows[table] = self._insert(con, table, files)
                     con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
                                 "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
+                    self._derive(con, sorted(new))
                 for table, files in log_files.items():
                     if not files:
                         continue
@@ -267,6 +287,14 @@ class Warehouse:
             report.new_snapshots = len(new)
         log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
         return report
+
+    @staticmethod
+    def _derive(con: duckdb.DuckDBPyConnection, snapshot_ids: Iterable[str]) -> None:
+        """Fill the per-snapshot tables for these (loaded) snapshots, one snapshot at a time, so
+        that a join over predictions holds one snapshot's rows, whatever the load's size."""
+        for snapshot_id in snapshot_ids:
+            for sql in DERIVED_SQL.values():
+                con.execute(sql, [snapshot_id])
 
     def _uri(self, path: str) -> str:
         return uri(self.lake.filesystem, path)

@@ -8,17 +8,6 @@ SELECT * FROM snapshots
 QUALIFY row_number() OVER (PARTITION BY project_id, learn_id
                            ORDER BY last_fetched_at DESC, model_created_at DESC, snapshot_id) = 1;
 
-CREATE OR REPLACE VIEW prediction_agreement AS
-SELECT p.snapshot_id, p.model_type,
-       avg(CASE WHEN p.prediction IS NOT DISTINCT FROM b.prediction THEN 1.0 ELSE 0.0 END)
-           AS prediction_agreement
-FROM predictions p
-JOIN predictions b
-  ON b.snapshot_id = p.snapshot_id AND b.model_type = 'float32'
- AND b.sample_id = p.sample_id AND b.start_ms = p.start_ms AND b.end_ms = p.end_ms
-WHERE p.model_type <> 'float32'
-GROUP BY p.snapshot_id, p.model_type;
-
 -- Every model type against float32, float32 against itself included (so the trend covers blocks
 -- with only a float32 model); model_type_comparison leaves those self-pairs out.
 CREATE OR REPLACE VIEW model_type_pairs AS
@@ -68,15 +57,10 @@ SELECT *,
        OR coalesce(rom_change > {resource_rise}, false) AS is_regression
 FROM ordered;
 
+-- prediction_agreement, prediction_disagreement_rows and anomaly_score_stats are tables filled
+-- for each snapshot as it is loaded (sql/derived.sql).
 CREATE OR REPLACE VIEW prediction_disagreements AS
-SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type, p.sample_id, p.start_ms, p.end_ms,
-       p.label, p.prediction, b.prediction AS baseline_prediction,
-       p.prediction_correct, b.prediction_correct AS baseline_prediction_correct
-FROM predictions p
-JOIN predictions b
-  ON b.snapshot_id = p.snapshot_id AND b.model_type = 'float32'
- AND b.sample_id = p.sample_id AND b.start_ms = p.start_ms AND b.end_ms = p.end_ms
-WHERE p.model_type <> 'float32' AND p.prediction IS DISTINCT FROM b.prediction;
+SELECT * FROM prediction_disagreement_rows;
 
 -- Each profiled model on the project's selected target (matched on mcu) against its selected
 -- application budget, from the project's latest target-constraints fetch. Within budget means
@@ -132,24 +116,11 @@ WHERE r.model_type <> 'float32'
 -- The distribution of window scores (each window's anomaly_score_max) per snapshot and model type
 -- against the snapshot's min_anomaly_score threshold, and its change from the previous snapshot.
 CREATE OR REPLACE VIEW anomaly_score_trend AS
-WITH per_snapshot AS (
-    SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type,
-           count(*) AS n_scores,
-           quantile_cont(p.anomaly_score_max::DOUBLE, 0.5) AS score_p50,
-           quantile_cont(p.anomaly_score_max::DOUBLE, 0.95) AS score_p95,
-           max(p.anomaly_score_max)::DOUBLE AS score_max,
-           any_value(t.value_number) AS threshold,
-           avg((p.anomaly_score_max > t.value_number)::INTEGER)::DOUBLE AS share_above_threshold
-    FROM predictions p
-    LEFT JOIN thresholds t ON t.snapshot_id = p.snapshot_id AND t.key = 'min_anomaly_score'
-    WHERE p.anomaly_score_max IS NOT NULL
-    GROUP BY p.project_id, p.learn_id, p.snapshot_id, p.model_type
-)
 SELECT a.project_id, a.learn_id, a.snapshot_id, s.model_created_at, a.model_type, a.n_scores,
        a.score_p50, a.score_p95, a.score_max, a.threshold, a.share_above_threshold,
        lag(a.snapshot_id) OVER w AS previous_snapshot_id,
        a.score_p95 - lag(a.score_p95) OVER w AS p95_change
-FROM per_snapshot a
+FROM anomaly_score_stats a
 JOIN snapshots s ON s.snapshot_id = a.snapshot_id
 WINDOW w AS (PARTITION BY a.project_id, a.learn_id, a.model_type
              ORDER BY s.model_created_at, s.first_fetched_at, a.snapshot_id);
