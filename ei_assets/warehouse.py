@@ -195,8 +195,12 @@ class Warehouse:
             "SELECT table_name, column_name FROM duckdb_columns() "
             "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
+        views = {v for (v,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+            "AND database_name = current_database() AND schema_name = 'main'").fetchall()}
         for table in TABLES.values():
-            con.execute(f'DROP VIEW IF EXISTS "{table.name}"')  # a view of older versions
+            if table.name in views:  # a view in an older version (prediction_agreement)
+                con.execute(f'DROP VIEW "{table.name}"')
             con.execute(create_table_sql(table))
             for column in table.all_columns:
                 if (table.name, column.name) not in have:

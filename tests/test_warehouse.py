@@ -16,7 +16,7 @@ import pytest
 from ei_assets.datadir import DataDir
 from ei_assets.rebuild import rebuild
 from ei_assets.refresh import BlockReport, discoveries_table, fetch_log_table
-from ei_assets.schema import WAREHOUSE_TABLES
+from ei_assets.schema import PER_SNAPSHOT_TABLES, WAREHOUSE_TABLES
 from ei_assets.studio import LearnBlock
 from ei_assets.warehouse import (
     ReadOnlyQueryError,
@@ -301,3 +301,25 @@ def test_sql_command_prints_an_aligned_table_and_refuses_writes(data: DataDir, t
     refused = subprocess.run([sys.executable, "-m", "ei_assets.cli", "sql", "DELETE FROM snapshots"],
                              capture_output=True, text=True, env=env, timeout=60)
     assert refused.returncode == 2 and "only SELECT" in refused.stderr
+
+
+def test_per_snapshot_tables_are_filled_at_load_and_again_when_their_sql_changes(data: DataDir) -> None:
+    """A warehouse of an older version (prediction_agreement a view, no per-snapshot tables)
+    gets them filled for every snapshot it holds; a new snapshot adds only its own rows."""
+    first = ingest(data, FIRST, T0)
+    data.warehouse.load()
+    expected = dump(data)
+    with data.warehouse.connect() as con:  # what an older warehouse looked like
+        for table in PER_SNAPSHOT_TABLES:
+            con.execute(f'DROP TABLE "{table}"')
+        con.execute("CREATE VIEW prediction_agreement AS SELECT NULL AS snapshot_id")
+        con.execute("DELETE FROM _schema")
+    data.warehouse.load()
+    assert dump(data) == expected
+    assert q(data, "SELECT count(*) AS n FROM prediction_disagreement_rows") == [{"n": 1}]
+    before = q(data, "SELECT * FROM prediction_disagreement_rows")
+    second = ingest(data, RETRAINED, T0 + timedelta(days=4))
+    data.warehouse.load()
+    assert {r["snapshot_id"] for r in q(data, "SELECT snapshot_id FROM prediction_agreement")} == {
+        first, second}
+    assert q(data, f"SELECT * FROM prediction_disagreement_rows WHERE snapshot_id = '{first}'") == before
