@@ -27,6 +27,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from ei_assets.flatten import DocumentError
+from ei_assets.memory import release_unused_memory
 from ei_assets.schema import TABLES
 from ei_assets.settings import ApiKey
 from ei_assets.store import DataStore
@@ -194,6 +195,7 @@ def refresh_blocks(
                 on_block(future.result(), done, len(futures))
         reports = [future.result() for future in futures]
     store.raw.append_log("fetch_log", fetch_log_table(reports))
+    release_unused_memory()  # the responses are gone: their memory goes back to the system
     return reports
 
 
