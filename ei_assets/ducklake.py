@@ -19,6 +19,9 @@ import duckdb
 
 from ei_assets.settings import ConfigError
 
+# For every warehouse connection, both modes. A load reads each lake file once, so DuckDB's cache
+# of file contents would only take memory (~90 MB in a load of 40 new snapshots).
+CONNECTION_SETTINGS = "SET enable_progress_bar = false; SET enable_external_file_cache = false"
 CATALOG = "wh"  # the name the DuckLake is attached under in every connection
 EXTENSIONS = (("duckdb_extension_postgres_scanner", "postgres_scanner"),
               ("duckdb_extension_httpfs", "httpfs"), ("duckdb_extension_ducklake", "ducklake"))
@@ -70,7 +73,7 @@ def connect(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the DuckLake attached as `wh` and made the default catalog."""
     con = duckdb.connect()
     try:
-        con.execute("SET enable_progress_bar = false")
+        con.execute(CONNECTION_SETTINGS)
         for package, name in EXTENSIONS:
             con.execute(f"LOAD '{_extension_file(package, name)}'")  # our own file paths
         if lake.data_path.startswith("s3://"):

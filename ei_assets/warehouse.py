@@ -1,8 +1,10 @@
 """The DuckDB warehouse (`<data dir>/ei.duckdb`, schema main): contract tables and comparison views.
 
 Loading is incremental and set-based: DuckDB reads the new lake files itself (`read_parquet`,
-file lists passed as parameters, never pasted into SQL), inside one transaction. A snapshot is
-new when its `snapshots` file is committed in the lake and its id is not in `main.snapshots`.
+file lists passed as parameters, never pasted into SQL). A snapshot is new when its `snapshots`
+file is committed in the lake and its id is not in `main.snapshots`. New snapshots are loaded in
+transactions of about BATCH_BYTES of files each (a reader sees whole snapshots, never part of
+one, and memory stays bounded however many are new); the run logs follow in one more.
 Run logs (fetch_log, discoveries) are loaded file by file, each file once. For each new snapshot
 the per-snapshot tables (prediction agreement and disagreements, anomaly score statistics) are
 filled from its rows in the same transaction, so the views over them never join the predictions.
@@ -54,6 +56,7 @@ LOAD_LOCK = "_load_lock"  # one row every load updates first: concurrent loads c
 SCHEMA_TABLE = "_schema"  # the digest of the schema last created
 WAREHOUSE_DIR = "warehouse"  # a DuckLake's data files, under the data dir
 LOAD_ATTEMPTS = 8
+BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load holds in memory
 DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshot $1
 if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
     raise AssertionError(f"sql/derived.sql must fill exactly {sorted(PER_SNAPSHOT_TABLES)}")
@@ -109,6 +112,13 @@ class LoadReport:
     rows: dict[str, int] = field(default_factory=dict)
     log_files: int = 0
 
+    def add(self, other: LoadReport) -> None:
+        """Count in what another (committed) transaction of the load did."""
+        self.new_snapshots += other.new_snapshots
+        self.log_files += other.log_files
+        for table, n in other.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + n
+
 
 class Warehouse:
     def __init__(
@@ -159,7 +169,7 @@ class Warehouse:
         while True:
             try:
                 connection = duckdb.connect(self.path, read_only=read_only)
-                connection.execute("SET enable_progress_bar = false")
+                connection.execute(ducklake.CONNECTION_SETTINGS)
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -237,13 +247,14 @@ class Warehouse:
     # ---- loading ----------------------------------------------------------------------------
 
     def load(self) -> LoadReport:
-        """Bring the warehouse up to date with the lake and the run logs, in one transaction.
+        """Bring the warehouse up to date with the lake and the run logs.
         Loads by other processes at the same moment: the embedded file lets one write at a time;
-        in a DuckLake every load first updates the one-row `_load_lock`, so of two concurrent
-        loads one fails to commit, and it starts again from what the other loaded."""
+        in a DuckLake every load transaction first updates the one-row `_load_lock`, so of two
+        concurrent ones one fails to commit, and the load goes on from what the other loaded."""
+        report = LoadReport()  # what committed, over every attempt
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             try:
-                return self._load_once()
+                return self._load_once(report)
             except duckdb.TransactionException as exc:
                 if self.ducklake is None or "conflict" not in str(exc).lower() \
                         or attempt == LOAD_ATTEMPTS:
@@ -252,45 +263,92 @@ class Warehouse:
                 time.sleep(random.uniform(0.05, 0.5) * attempt)
         raise AssertionError("unreachable")
 
-    def _load_once(self) -> LoadReport:
-        report = LoadReport()
+    def _load_once(self, report: LoadReport) -> LoadReport:
         with self.connect() as con:
             self.ensure_schema(con)
-            con.begin()
-            con.execute(f"UPDATE {LOAD_LOCK} SET loads = loads + 1")  # the serialization point
+            committed = {_snapshot_of(path) for path in self.lake.files(COMMIT_TABLE)}
             loaded = {row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()}
-            committed = {_snapshot_of(path): path for path in self.lake.files(COMMIT_TABLE)}
-            new = {sid for sid in committed if sid not in loaded}
-            done_files = {row[0] for row in con.execute(f"SELECT path FROM {LOADED_FILES}").fetchall()}
-            log_files = {t: sorted(u for u in map(self._uri, self.raw.log_files(t)) if u not in done_files)
-                         for t in LOG_TABLES}
-            try:
-                if new:
-                    for table in SNAPSHOT_TABLES:
-                        files = sorted(self._uri(p) for p in self.lake.files(table)
-                                       if _snapshot_of(p) in new)
-                        report.rows[table] = self._insert(con, table, files)
-                    con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
-                                "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
-                    self._derive(con, sorted(new))
-                for table, files in log_files.items():
-                    if not files:
-                        continue
-                    report.rows[table] = self._insert(con, table, files)
-                    con.execute(f"INSERT INTO {LOADED_FILES} (path) SELECT unnest(?)", [files])
-                    report.log_files += len(files)
-                if log_files["discoveries"]:
-                    con.execute("DELETE FROM learn_blocks")
-                    con.execute(LEARN_BLOCKS_SQL)
-                con.execute(FETCH_TIMES_SQL)
-                con.commit()
-            except BaseException:
-                with suppress(duckdb.TransactionException):  # a failed commit ends it already
-                    con.rollback()
-                raise
-            report.new_snapshots = len(new)
+            files: dict[str, dict[str, str]] = {table: {} for table in SNAPSHOT_TABLES}
+            for table in SNAPSHOT_TABLES:
+                for path in self.lake.files(table):
+                    if _snapshot_of(path) in committed and _snapshot_of(path) not in loaded:
+                        files[table][_snapshot_of(path)] = path
+            for batch in self._batches(sorted(files[COMMIT_TABLE]), files):
+                done = LoadReport()
+                with self._transaction(con):
+                    self._load_snapshots(con, batch, files, done)
+                report.add(done)  # committed
+            done = LoadReport()
+            with self._transaction(con):
+                self._load_logs(con, done)
+            report.add(done)
         log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
         return report
+
+    @contextmanager
+    def _transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """One load transaction. It starts by updating `_load_lock`: in a DuckLake, of two loads
+        at the same moment one then fails to commit, and `load` starts it again."""
+        con.begin()
+        try:
+            con.execute(f"UPDATE {LOAD_LOCK} SET loads = loads + 1")  # the serialization point
+            yield
+            con.commit()
+        except BaseException:
+            with suppress(duckdb.TransactionException):  # a failed commit ends it already
+                con.rollback()
+            raise
+
+    def _batches(self, snapshot_ids: list[str], files: dict[str, dict[str, str]]
+                 ) -> Iterator[list[str]]:
+        """Snapshots in groups of about BATCH_BYTES of lake files: a load holds one group's rows
+        in memory until it commits, whatever the number of new snapshots."""
+        paths = [files[t][sid] for sid in snapshot_ids for t in SNAPSHOT_TABLES if sid in files[t]]
+        sizes = {info.path: info.size or 0 for info in self.lake.filesystem.get_file_info(paths)}
+        batch: list[str] = []
+        size = 0
+        for sid in snapshot_ids:
+            batch.append(sid)
+            size += sum(sizes.get(files[t][sid], 0) for t in SNAPSHOT_TABLES if sid in files[t])
+            if size >= BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _load_snapshots(self, con: duckdb.DuckDBPyConnection, batch: list[str],
+                        files: dict[str, dict[str, str]], report: LoadReport) -> None:
+        """A group of new snapshots: every table's rows, then the per-snapshot tables. A snapshot
+        another process loaded in the meantime (DuckLake) is left out."""
+        there = {row[0] for row in con.execute(
+            "SELECT snapshot_id FROM snapshots WHERE snapshot_id IN (SELECT unnest(?))", [batch]
+        ).fetchall()}
+        new = [sid for sid in batch if sid not in there]
+        if not new:
+            return
+        for table in SNAPSHOT_TABLES:
+            paths = sorted(self._uri(files[table][sid]) for sid in new if sid in files[table])
+            report.rows[table] = report.rows.get(table, 0) + self._insert(con, table, paths)
+        con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
+                    "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
+        self._derive(con, new)
+        report.new_snapshots += len(new)
+
+    def _load_logs(self, con: duckdb.DuckDBPyConnection, report: LoadReport) -> None:
+        """Run log files not loaded before, learn_blocks from the discoveries, fetch times."""
+        done_files = {row[0] for row in con.execute(f"SELECT path FROM {LOADED_FILES}").fetchall()}
+        log_files = {t: sorted(u for u in map(self._uri, self.raw.log_files(t)) if u not in done_files)
+                     for t in LOG_TABLES}
+        for table, paths in log_files.items():
+            if not paths:
+                continue
+            report.rows[table] = self._insert(con, table, paths)
+            con.execute(f"INSERT INTO {LOADED_FILES} (path) SELECT unnest(?)", [paths])
+            report.log_files += len(paths)
+        if log_files["discoveries"]:
+            con.execute("DELETE FROM learn_blocks")
+            con.execute(LEARN_BLOCKS_SQL)
+        con.execute(FETCH_TIMES_SQL)
 
     @staticmethod
     def _derive(con: duckdb.DuckDBPyConnection, snapshot_ids: Iterable[str]) -> None:
