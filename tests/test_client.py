@@ -279,3 +279,42 @@ def test_one_client_is_safe_across_threads(sim: Simulator, keys: list[ApiKey]) -
         for t in threads:
             t.join()
     assert len(results) == len(found.blocks) * 3
+
+
+def test_bodies_arrive_exact_with_or_without_content_encoding() -> None:
+    """Identity bodies are read into one buffer of their declared length; gzip bodies (what a
+    real Studio may send) are decoded by httpx. Both come back byte for byte, over real HTTP."""
+    import gzip
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps({"success": True, "values": list(range(50_000)), "text": "ünïcode"}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            payload = gzip.compress(body) if self.path.startswith("/gzip") else body
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if self.path.startswith("/gzip"):
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with StudioClient(url, retry=fast_retry()) as client:
+            for path in ("/plain", "/gzip"):
+                response = client.get(ApiKey("k", "#1"), path, endpoint="metadata")
+                assert bytes(response.body) == body, path
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -323,3 +323,32 @@ def test_per_snapshot_tables_are_filled_at_load_and_again_when_their_sql_changes
     assert {r["snapshot_id"] for r in q(data, "SELECT snapshot_id FROM prediction_agreement")} == {
         first, second}
     assert q(data, f"SELECT * FROM prediction_disagreement_rows WHERE snapshot_id = '{first}'") == before
+
+
+def test_a_load_in_many_transactions_equals_one_in_a_single(
+    data: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New snapshots load in groups of about BATCH_BYTES of files, each group its own transaction:
+    one snapshot a group gives what one group of all gives, and counts every snapshot once."""
+    import ei_assets.warehouse as warehouse_module
+
+    ingest(data, FIRST, T0)
+    ingest(data, RETRAINED, T0 + timedelta(days=1))
+    anomaly = LearnBlock(7, "Project", 1, "Impulse", 4, "anomaly", "A", "A")
+    data.store.save(anomaly, T0, {"anomaly": docs.encode(docs.anomaly_doc())})
+    whole = data.warehouse.load()
+    expected = dump(data)
+    data.warehouse.reset()
+    monkeypatch.setattr(warehouse_module, "BATCH_BYTES", 1)
+    seen: list[int] = []
+    original = warehouse_module.Warehouse._load_snapshots
+
+    def counting(self: Warehouse, con: Any, batch: list[str], *args: Any) -> None:
+        seen.append(len(batch))
+        original(self, con, batch, *args)
+
+    monkeypatch.setattr(warehouse_module.Warehouse, "_load_snapshots", counting)
+    split = data.warehouse.load()
+    assert seen == [1, 1, 1]
+    assert (split.new_snapshots, split.rows) == (whole.new_snapshots, whole.rows) == (3, split.rows)
+    assert dump(data) == expected
