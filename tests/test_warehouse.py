@@ -21,6 +21,7 @@ from ei_assets.studio import LearnBlock
 from ei_assets.warehouse import (
     ReadOnlyQueryError,
     Thresholds,
+    Warehouse,
     WarehouseBusyError,
 )
 from tests import docs
