@@ -1,7 +1,12 @@
 """Issues 4 and 11: Warehouse.load() of 100 snapshots x 100 000 predictions, against a bare
 `CREATE TABLE AS SELECT * FROM read_parquet(...)` of the same files, in the same run, in both
 warehouse modes: the embedded DuckDB file, and a DuckLake (catalog in a throwaway Postgres started
-here, data files on the local disk) where the bare CTAS goes into the same kind of DuckLake."""
+here, data files on the local disk) where the bare CTAS goes into the same kind of DuckLake.
+
+A load also fills the per-snapshot tables (prediction agreement and disagreements, anomaly score
+statistics: joins over the predictions that the views used to run on every query). CTAS does not,
+so each mode is measured twice: the whole load, and the load of the tables alone (the per-snapshot
+SQL left out), which is the like-for-like figure the goal applies to."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import duckdb
 
 from bench.bodies import classifier_body
 from ei_assets import ducklake
+from ei_assets import warehouse as warehouse_module
 from ei_assets.datadir import DataDir
 from ei_assets.flatten import flatten
 from ei_assets.schema import SNAPSHOT_TABLES
@@ -110,21 +116,28 @@ def run() -> list[str]:
     failures = []
     try:
         print(f"\n== issues 4 and 11: warehouse load of {SNAPSHOTS} snapshots vs CREATE TABLE AS "
-              f"read_parquet of the same files, best of {REPEATS}; goal <= {GOAL}")
+              f"read_parquet of the same files, best of {REPEATS}; goal <= {GOAL} for the tables")
         started = time.perf_counter()
         data = make_lake(folder)
         files = sum(1 for _ in data.store.lake.files("predictions"))
         print(f"lake written in {time.perf_counter() - started:.1f}s ({files} prediction files)")
-        print(f"{'mode':<10}{'predictions':>12}{'load s':>9}{'CTAS s':>9}{'ratio':>7}")
+        print(f"{'mode':<22}{'predictions':>12}{'load s':>9}{'CTAS s':>9}{'ratio':>7}")
+        derived_sql = warehouse_module.DERIVED_SQL
         for mode, measure in (("duckdb", embedded), ("ducklake", in_ducklake)):
-            result = measure(folder, data)
-            if isinstance(result, str):
-                print(f"{mode:<10}{result}")
-                continue
-            load_s, ctas_s, predictions = result
-            print(f"{mode:<10}{predictions:>12}{load_s:>9.2f}{ctas_s:>9.2f}{load_s / ctas_s:>7.2f}")
-            if load_s / ctas_s > GOAL:
-                failures.append(f"{mode} warehouse load/CTAS ratio {load_s / ctas_s:.2f} > {GOAL}")
+            for what, derived in (("whole load", warehouse_module.DERIVED_SQL), ("tables", {})):
+                warehouse_module.DERIVED_SQL = derived
+                try:
+                    result = measure(folder, data)
+                finally:
+                    warehouse_module.DERIVED_SQL = derived_sql
+                name = f"{mode}, {what}"
+                if isinstance(result, str):
+                    print(f"{name:<22}{result}")
+                    break
+                load_s, ctas_s, predictions = result
+                print(f"{name:<22}{predictions:>12}{load_s:>9.2f}{ctas_s:>9.2f}{load_s / ctas_s:>7.2f}")
+                if what == "tables" and load_s / ctas_s > GOAL:
+                    failures.append(f"{mode} warehouse load/CTAS ratio {load_s / ctas_s:.2f} > {GOAL}")
         return failures
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -57,7 +57,8 @@ SCHEMA_TABLE = "_schema"  # the digest of the schema last created
 WAREHOUSE_DIR = "warehouse"  # a DuckLake's data files, under the data dir
 LOAD_ATTEMPTS = 8
 BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load holds in memory
-DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshot $1
+REDERIVE_GROUP = 32  # snapshots per statement when the per-snapshot tables are filled anew
+DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshots $1
 if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
     raise AssertionError(f"sql/derived.sql must fill exactly {sorted(PER_SNAPSHOT_TABLES)}")
 
@@ -225,7 +226,9 @@ class Warehouse:
         # their SQL is part of the schema: filled again, for every snapshot, when it changes
         for name in PER_SNAPSHOT_TABLES:
             con.execute(f'DELETE FROM "{name}"')
-        self._derive(con, [row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()])
+        every = [row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()]
+        for start in range(0, len(every), REDERIVE_GROUP):
+            self._derive(con, every[start:start + REDERIVE_GROUP])
         for relation in (*TABLES.values(), *VIEWS.values()):
             # DuckLake keeps comments on views but not on their columns
             con.execute(comments_sql(relation, columns=self.ducklake is None or not relation.is_view))
@@ -351,12 +354,12 @@ class Warehouse:
         con.execute(FETCH_TIMES_SQL)
 
     @staticmethod
-    def _derive(con: duckdb.DuckDBPyConnection, snapshot_ids: Iterable[str]) -> None:
-        """Fill the per-snapshot tables for these (loaded) snapshots, one snapshot at a time, so
-        that a join over predictions holds one snapshot's rows, whatever the load's size."""
-        for snapshot_id in snapshot_ids:
+    def _derive(con: duckdb.DuckDBPyConnection, snapshot_ids: list[str]) -> None:
+        """Fill the per-snapshot tables for these loaded snapshots (a load's group: a join over
+        predictions holds that group's rows, whatever the load's size)."""
+        if snapshot_ids:
             for sql in DERIVED_SQL.values():
-                con.execute(sql, [snapshot_id])
+                con.execute(sql, [snapshot_ids])
 
     def _uri(self, path: str) -> str:
         return uri(self.lake.filesystem, path)
