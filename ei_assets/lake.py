@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ei_assets.schema import COMMIT_TABLE, LEARN_ID, PROJECT_ID, SNAPSHOT_TABLES, TABLES
 from ei_assets.snapshot import Snapshot
-from ei_assets.storage import atomic_output, block_dir, exists, list_files, snapshot_part
+from ei_assets.storage import atomic_output, block_dir, exists, file_infos, list_files, snapshot_part
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -86,6 +86,10 @@ class Lake:
     def files(self, table: str) -> list[str]:
         """Every visible Parquet file of a table (temporary files are never listed)."""
         return list_files(self.filesystem, self.table_dir(table), ".parquet")
+
+    def file_infos(self, table: str) -> list[pafs.FileInfo]:
+        """The same files, with their sizes, from the same one listing."""
+        return file_infos(self.filesystem, self.table_dir(table), ".parquet")
 
     def dataset(self, table: str) -> ds.Dataset:
         """A pyarrow dataset of the table; the hive partition keys are typed like the file columns."""

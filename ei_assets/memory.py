@@ -1,7 +1,8 @@
 """Giving memory back to the operating system once a batch of large responses is done with.
 
-Freed memory is kept by the allocators for reuse: pyarrow's pool (mimalloc) keeps its pages, and
-glibc keeps freed chunks in the heaps of the threads that used them. After a refresh has let go
+Freed memory is kept by the allocators for reuse: pyarrow's pool keeps its pages (with mimalloc,
+should a user choose it over the system allocator that ei_assets sets as the default), and glibc
+keeps freed chunks in the heaps of the threads that used them. After a refresh has let go
 of its responses, that memory would otherwise stay in the process while the warehouse load (a
 DuckDB of its own) allocates more on top.
 """

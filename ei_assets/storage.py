@@ -36,12 +36,19 @@ def exists(filesystem: pafs.FileSystem, path: str) -> bool:
     return filesystem.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def list_files(filesystem: pafs.FileSystem, folder: str, suffix: str = "") -> list[str]:
-    """Every file under `folder` (recursively) whose name ends with `suffix`, sorted; [] if none."""
+def file_infos(filesystem: pafs.FileSystem, folder: str, suffix: str = "") -> list[pafs.FileInfo]:
+    """Every file under `folder` (recursively) whose name ends with `suffix`, with its size, sorted
+    by path; [] if none. One listing: on an object store, no request per file."""
     if not exists(filesystem, folder):
         return []
     infos = filesystem.get_file_info(pafs.FileSelector(folder, recursive=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
+    return sorted((i for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix)),
+                  key=lambda i: i.path)
+
+
+def list_files(filesystem: pafs.FileSystem, folder: str, suffix: str = "") -> list[str]:
+    """Every file under `folder` (recursively) whose name ends with `suffix`, sorted; [] if none."""
+    return [i.path for i in file_infos(filesystem, folder, suffix)]
 
 
 def is_local(filesystem: pafs.FileSystem) -> bool:

@@ -27,6 +27,7 @@ from importlib import resources
 
 import duckdb
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from ei_assets import ducklake
 from ei_assets.ducklake import DuckLake
@@ -269,13 +270,13 @@ class Warehouse:
     def _load_once(self, report: LoadReport) -> LoadReport:
         with self.connect() as con:
             self.ensure_schema(con)
-            committed = {_snapshot_of(path) for path in self.lake.files(COMMIT_TABLE)}
             loaded = {row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()}
-            files: dict[str, dict[str, str]] = {table: {} for table in SNAPSHOT_TABLES}
-            for table in SNAPSHOT_TABLES:
-                for path in self.lake.files(table):
-                    if _snapshot_of(path) in committed and _snapshot_of(path) not in loaded:
-                        files[table][_snapshot_of(path)] = path
+            # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
+            # means the snapshot is committed in the lake), with its size from the listing
+            files: dict[str, dict[str, pafs.FileInfo]] = {
+                table: {sid: info for info in self.lake.file_infos(table)
+                        if (sid := _snapshot_of(info.path)) not in loaded}
+                for table in SNAPSHOT_TABLES}
             for batch in self._batches(sorted(files[COMMIT_TABLE]), files):
                 done = LoadReport()
                 with self._transaction(con):
@@ -302,17 +303,16 @@ class Warehouse:
                 con.rollback()
             raise
 
-    def _batches(self, snapshot_ids: list[str], files: dict[str, dict[str, str]]
+    @staticmethod
+    def _batches(snapshot_ids: list[str], files: dict[str, dict[str, pafs.FileInfo]]
                  ) -> Iterator[list[str]]:
         """Snapshots in groups of about BATCH_BYTES of lake files: a load holds one group's rows
         in memory until it commits, whatever the number of new snapshots."""
-        paths = [files[t][sid] for sid in snapshot_ids for t in SNAPSHOT_TABLES if sid in files[t]]
-        sizes = {info.path: info.size or 0 for info in self.lake.filesystem.get_file_info(paths)}
         batch: list[str] = []
         size = 0
         for sid in snapshot_ids:
             batch.append(sid)
-            size += sum(sizes.get(files[t][sid], 0) for t in SNAPSHOT_TABLES if sid in files[t])
+            size += sum(files[t][sid].size or 0 for t in SNAPSHOT_TABLES if sid in files[t])
             if size >= BATCH_BYTES:
                 yield batch
                 batch, size = [], 0
@@ -320,7 +320,7 @@ class Warehouse:
             yield batch
 
     def _load_snapshots(self, con: duckdb.DuckDBPyConnection, batch: list[str],
-                        files: dict[str, dict[str, str]], report: LoadReport) -> None:
+                        files: dict[str, dict[str, pafs.FileInfo]], report: LoadReport) -> None:
         """A group of new snapshots: every table's rows, then the per-snapshot tables. A snapshot
         another process loaded in the meantime (DuckLake) is left out."""
         there = {row[0] for row in con.execute(
@@ -330,7 +330,7 @@ class Warehouse:
         if not new:
             return
         for table in SNAPSHOT_TABLES:
-            paths = sorted(self._uri(files[table][sid]) for sid in new if sid in files[table])
+            paths = sorted(self._uri(files[table][sid].path) for sid in new if sid in files[table])
             report.rows[table] = report.rows.get(table, 0) + self._insert(con, table, paths)
         con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
                     "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
