@@ -3,6 +3,7 @@ writer at a time, read-only queries, and rebuilds equal to the incremental resul
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -352,4 +353,24 @@ def test_a_load_in_many_transactions_equals_one_in_a_single(
     split = data.warehouse.load()
     assert seen == [1, 1, 1]
     assert (split.new_snapshots, split.rows) == (whole.new_snapshots, whole.rows) == (3, split.rows)
+    assert dump(data) == expected
+
+
+def test_a_load_group_too_large_for_the_memory_cap_loads_without_it(
+    data: DataDir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load keeps DuckDB's memory to LOAD_MEMORY; a group that cannot fit in it (here, a cap
+    of 1 MB) is loaded without the cap rather than failed, and the log says so."""
+    import ei_assets.warehouse as warehouse_module
+
+    ingest(data, FIRST, T0)
+    ingest(data, RETRAINED, T0 + timedelta(days=1))
+    whole = data.warehouse.load()
+    expected = dump(data)
+    data.warehouse.reset()
+    monkeypatch.setattr(warehouse_module, "LOAD_MEMORY", "1MB")
+    with caplog.at_level(logging.INFO, logger="ei_assets.warehouse"):
+        capped = data.warehouse.load()
+    assert "needs more than 1MB of memory" in caplog.text
+    assert (capped.new_snapshots, capped.rows) == (whole.new_snapshots, whole.rows)
     assert dump(data) == expected
