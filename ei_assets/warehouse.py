@@ -61,9 +61,10 @@ LOAD_ATTEMPTS = 8
 BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load holds in memory
 # A load's DuckDB keeps at most LOAD_MEMORY in its buffers and spills the rest (beside the file,
 # or to a temporary dir for a DuckLake), and inserts rows in any order (no table has one; keeping
-# it holds more in memory). A 40-block load took ~290 MB over its start without them, ~175 with,
-# for ~0.25 s more. A group that cannot fit (a very large snapshot; DuckLake's Parquet writer and
-# quantiles do not spill) loads without the cap. Queries (read-only connections) keep the defaults.
+# it holds more in memory, and under the cap took twice as long). A 40-block load took ~290 MB over
+# its start without them, ~175 with, for ~0.25 s more; a load of 100 snapshots of 100 000 windows
+# takes ~1.5x as long as uncapped (make bench). A group that cannot fit (a very large snapshot;
+# DuckLake's Parquet writer does not spill) loads without the cap. Queries keep DuckDB's defaults.
 LOAD_MEMORY = "96MB"
 REDERIVE_GROUP = 32  # snapshots per statement when the per-snapshot tables are filled anew
 DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshots $1
