@@ -35,6 +35,7 @@ from multiprocessing.synchronize import Event
 
 import orjson
 
+from bench.proc import status_kb
 from ei_assets.simulator import Simulator, WorldConfig
 
 WORLD = WorldConfig(
@@ -120,9 +121,8 @@ def run(command: Sequence[str], env: dict[str, str], ok: Sequence[int] = (0,)) -
 
 def _hwm_kb(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/status") as status:
-            return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
-    except (FileNotFoundError, ProcessLookupError):
+        return status_kb("VmHWM", pid)
+    except (FileNotFoundError, ProcessLookupError, RuntimeError):  # gone, or a zombie by now
         return 0
 
 

@@ -20,21 +20,9 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+from bench.proc import reset_peak, status_kb
+
 REPEATS = 3
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    """Forget the high-water mark of imports: VmHWM restarts from the current RSS (Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
 
 
 def _child(kind: str, body_path: str, queue: mp.Queue) -> None:
@@ -48,8 +36,8 @@ def _child(kind: str, body_path: str, queue: mp.Queue) -> None:
 
     block = LearnBlock(1, "bench", 1, "bench", 3, "keras", "bench", "bench")
     _warm_up(kind, block)
-    _reset_peak()
-    baseline = _status_bytes("VmRSS")
+    reset_peak()
+    baseline = status_kb("VmRSS") * 1024
     with open(body_path, "rb") as handle:
         body = handle.read()
     timings = []
@@ -71,7 +59,7 @@ def _child(kind: str, body_path: str, queue: mp.Queue) -> None:
             store.save(block, datetime.now(UTC), {"keras": body})
         timings.append(time.perf_counter() - started)
         shutil.rmtree(folder)
-    peak = _status_bytes("VmHWM")
+    peak = status_kb("VmHWM") * 1024
     queue.put((min(timings), peak - baseline))
 
 

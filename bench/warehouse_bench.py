@@ -25,6 +25,7 @@ from typing import TypeVar
 import duckdb
 
 from bench.bodies import classifier_body
+from bench.proc import reset_peak, status_kb
 from ei_assets import ducklake
 from ei_assets import warehouse as warehouse_module
 from ei_assets.datadir import DataDir
@@ -67,20 +68,14 @@ def ctas(con: duckdb.DuckDBPyConnection, data: DataDir) -> None:
             con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM read_parquet(?)', [files])
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith(field + ":"))
-
-
 def _growth(work: Callable[[], T]) -> tuple[float, float, T]:
     """Seconds, and MB of peak RSS over the RSS at the start (the kernel's high-water mark is
     reset first, through /proc/self/clear_refs), of one call; and what it returned."""
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-    before = _status_mb("VmRSS")
+    reset_peak()
+    before = status_kb("VmRSS") / 1024
     started = time.perf_counter()
     result = work()
-    return time.perf_counter() - started, _status_mb("VmHWM") - before, result
+    return time.perf_counter() - started, status_kb("VmHWM") / 1024 - before, result
 
 
 def compare(load: Callable[[], int], bare: Callable[[], None]) -> Result:
