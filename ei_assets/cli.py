@@ -335,9 +335,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         second = _refresh(resources, [], len(sim.api_keys), sim.url, home)
     print("\n== int8 against float32 (and other model types) at each block's default target, "
           "latest models (ratios: model type / float32)")
-    data.warehouse.show(LATEST_DEFAULT_TARGET_COMPARISON, max_rows=200)
-    regressions = data.warehouse.query(
-        "SELECT count(*) AS n FROM model_type_trend WHERE is_regression").column("n")[0].as_py()
+    with data.warehouse.reader() as reader:
+        reader.show(LATEST_DEFAULT_TARGET_COMPARISON, max_rows=200)
+        regressions = reader.query(
+            "SELECT count(*) AS n FROM model_type_trend WHERE is_regression").column("n")[0].as_py()
     prog = "ei-assets" if shutil.which("ei-assets") else ".venv/bin/ei-assets"
     print(f"\n{regressions} regressed rows after the retrain: "
           f'{prog} sql "SELECT * FROM model_type_trend WHERE is_regression"')

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ei_assets.datadir import DataDir
 from ei_assets.schema import SNAPSHOT_TABLES, relation
 from ei_assets.simulator import Simulator, WorldConfig
 from tests.servers import S3, Postgres, postgres_server, s3_server
+from tests.test_warehouse import FIRST, RETRAINED, T0, ingest
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +125,28 @@ def test_fanned_out_refreshes_into_s3_and_ducklake_equal_the_embedded_mode(
     runs = instance.get_runs()
     assert len(runs) == 6 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+
+
+def test_a_reader_sees_one_state_of_the_ducklake_while_another_load_commits(
+    servers: tuple[S3, Postgres, Any], tmp_path: Path,
+) -> None:
+    """The checks, the report and the views' previews each read through one reader: its queries
+    must agree with each other even when a refresh commits between them."""
+    _, pg, createdb = servers
+    createdb("readers")
+    data = DataDir.open(str(tmp_path), warehouse="ducklake:postgres:" + pg.conninfo("readers"))
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    names = ["snapshots", "predictions", "model_type_trend"]
+    with data.warehouse.reader() as reader:
+        before = reader.row_counts(names)
+        ingest(data, RETRAINED, T0 + timedelta(days=4))
+        assert data.warehouse.load().new_snapshots == 1  # committed by another connection
+        assert reader.row_counts(names) == before
+        assert reader.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 1}]
+    after = data.warehouse.row_counts(names)
+    assert before["snapshots"] == 1 and after["snapshots"] == 2
+    assert all(after[name] > before[name] for name in names)
 
 
 def test_the_kubernetes_code_location_runs_steps_as_jobs() -> None:

@@ -272,15 +272,15 @@ def warehouse_tables(context: dg.AssetExecutionContext, data_dir: DataDirResourc
 )
 def comparison_views(data_dir: DataDirResource) -> Iterator[dg.MaterializeResult[None]]:
     """The comparison views (defined with the warehouse schema): row counts and a preview."""
-    warehouse = data_dir.open().warehouse
-    counts = warehouse.row_counts(PUBLIC_VIEWS)
+    with data_dir.open().warehouse.reader() as reader:
+        counts = reader.row_counts(PUBLIC_VIEWS)
+        preview = reader.query(LATEST_DEFAULT_TARGET_COMPARISON).to_pylist()
     for view in PUBLIC_VIEWS:
         metadata: dict[str, dg.MetadataValue | dg.TableSchema | int] = {
             "dagster/row_count": counts[view],
             "dagster/column_schema": column_schema(VIEWS[view]),
         }
         if view == "model_type_comparison":
-            preview = warehouse.query(LATEST_DEFAULT_TARGET_COMPARISON).to_pylist()
             metadata["latest_default_target"] = dg.MetadataValue.md(
                 markdown_table(preview, "no comparison yet"))
         yield dg.MaterializeResult(asset_key=["warehouse", view], metadata=metadata)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ei_assets.warehouse import Warehouse
+from ei_assets.warehouse import Reader, Warehouse
 
 ENGINE_PREFERENCE = ("eon", "tflite", "eon_ram_optimized")  # the default chart's engine, if profiled
 
@@ -40,24 +40,27 @@ WHERE f.model_type = s.recommended_model_type GROUP BY ALL
 FIGURES = ("latency", "ram", "rom")
 
 
-def _rows(warehouse: Warehouse, sql: str) -> list[dict[str, Any]]:
-    return warehouse.query(sql).to_pylist()
+def _rows(reader: Reader, sql: str) -> list[dict[str, Any]]:
+    return reader.query(sql).to_pylist()
 
 
 def report_data(warehouse: Warehouse) -> list[dict[str, Any]]:
     """One dict per learn block with every series its charts draw, in snapshot order."""
-    snapshots: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-    for row in _rows(warehouse, SNAPSHOTS_SQL):
-        snapshots[(row["project_id"], row["learn_id"])].append(row)
-    accuracy = {(r["snapshot_id"], r["model_type"]): r["accuracy"] for r in _rows(warehouse, ACCURACY_SQL)}
-    flips = {(r["snapshot_id"], r["model_type"]): r["flips"] for r in _rows(warehouse, FLIPS_SQL)}
-    performance: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _rows(warehouse, PERFORMANCE_SQL):
-        performance[row["snapshot_id"]].append(row)
-    budgets = {(r["project_id"], r["mcu"]): r for r in _rows(warehouse, BUDGETS_SQL)}
-    fits = {(r["project_id"], r["learn_id"]): r["fits"] for r in _rows(warehouse, LATEST_FIT_SQL)}
+    with warehouse.reader() as reader:  # one state of the warehouse for every series
+        snapshots: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+        for row in _rows(reader, SNAPSHOTS_SQL):
+            snapshots[(row["project_id"], row["learn_id"])].append(row)
+        accuracy = {(r["snapshot_id"], r["model_type"]): r["accuracy"]
+                    for r in _rows(reader, ACCURACY_SQL)}
+        flips = {(r["snapshot_id"], r["model_type"]): r["flips"] for r in _rows(reader, FLIPS_SQL)}
+        performance: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in _rows(reader, PERFORMANCE_SQL):
+            performance[row["snapshot_id"]].append(row)
+        budgets = {(r["project_id"], r["mcu"]): r for r in _rows(reader, BUDGETS_SQL)}
+        fits = {(r["project_id"], r["learn_id"]): r["fits"] for r in _rows(reader, LATEST_FIT_SQL)}
+        block_rows = _rows(reader, BLOCKS_SQL)
     blocks = []
-    for block in _rows(warehouse, BLOCKS_SQL):
+    for block in block_rows:
         key = (block["project_id"], block["learn_id"])
         ids = [s["snapshot_id"] for s in snapshots[key]]
         model_types = sorted({mt for (sid, mt) in accuracy if sid in set(ids)},
