@@ -3,6 +3,7 @@ persistent temporary instance; per-block materializations, checks, sensors and t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,12 @@ def test_a_failing_block_is_reported_and_the_others_are_saved(
     failed = checks["all_blocks_refreshed"]
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     assert materializations(instance, "learn_block_metadata", "100002-6") == []
+    # the run log: the failure named at once, and the count of blocks done at the end
+    messages = [(r.level, r.user_message) for r in instance.all_logs(summary.run_id)]
+    warned = [m for level, m in messages if level == logging.WARNING and "100002-6" in m]
+    assert len(warned) == 1 and "HTTP 503" in warned[0]
+    assert (logging.INFO, "7 of 7 learn blocks done: 6 refreshed, 0 unchanged, 1 failed, 0 skipped"
+            ) in messages
     data = DataDir.open(str(tmp_path / "data"))
     saved = data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist()
     assert saved == [{"n": 6}]

@@ -14,6 +14,8 @@ one shared materialization to every partition of the run and cannot fail one par
 refresh, per-block history, and per-block failure.
 """
 
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import dagster as dg
@@ -21,7 +23,7 @@ import dagster as dg
 from ei_assets.orchestration.resources import DataDirResource, ReportSink, StudioResource
 from ei_assets.progress import progress
 from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
-from ei_assets.refresh import BlockReport, RefreshReport, refresh
+from ei_assets.refresh import STATUSES, BlockReport, RefreshReport, refresh
 from ei_assets.report import markdown_table, overview_markdown, write_report
 from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, TABLES, VIEWS, WAREHOUSE_TABLES, Relation
 from ei_assets.studio import LearnBlock
@@ -31,6 +33,7 @@ learn_block_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS)
 
 REFRESH_OP = "studio_refresh"
 WAREHOUSE_POOL = "ei_warehouse"
+RUN_LOG_EVERY_S = 2.0  # a count of blocks done; each block also has its own materialization
 
 
 def column_schema(relation: Relation, *, lake: bool = False) -> dg.TableSchema:
@@ -141,10 +144,23 @@ def studio_refresh(
     """Discover, fetch, archive and flatten (ei_assets.refresh), then report what happened."""
     data = data_dir.open()
 
+    statuses: Counter[str] = Counter()
+    log_after = 0.0
+
     def on_block(block: BlockReport, done: int, total: int) -> None:
+        """Every block on the console; in the run log (each event a write to the instance's
+        storage, ~5 ms) failures and a count at most every RUN_LOG_EVERY_S."""
+        nonlocal log_after
         detail = block.error or f"snapshot {block.snapshot_id}"
-        _say(context, f"[{done}/{total}] {block.block.key} {block.block.block_type}: "
-                      f"{block.status} ({detail})")
+        line = f"[{done}/{total}] {block.block.key} {block.block.block_type}: {block.status} ({detail})"
+        progress.info(line)
+        statuses[block.status] += 1
+        if block.error:
+            context.log.warning(line)
+        if done == total or time.monotonic() >= log_after:
+            context.log.info(f"{done} of {total} learn blocks done: "
+                             + ", ".join(f"{statuses[s]} {s}" for s in STATUSES))
+            log_after = time.monotonic() + RUN_LOG_EVERY_S
 
     with studio.client() as client:
         report = refresh(client, studio.api_keys(), data.store, only=config.blocks,
