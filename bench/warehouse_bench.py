@@ -8,7 +8,7 @@ statistics: joins over the predictions that the views used to run on every query
 so each mode is measured twice: the whole load, and the load of the tables alone (the per-snapshot
 SQL left out), which is the like-for-like figure the goal applies to. Each row also says how far
 the process's peak RSS rose over its start during the load and during the CTAS (the largest of
-the repeats): a load holds at most LOAD_MEMORY in DuckDB, a bare CTAS whatever DuckDB keeps."""
+the repeats): a load holds at most its mode's LOAD_MEMORY in DuckDB, a bare CTAS whatever DuckDB keeps."""
 
 from __future__ import annotations
 

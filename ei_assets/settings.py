@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -24,6 +24,10 @@ DEFAULT_WAREHOUSE = "duckdb"
 DUCKLAKE_PREFIX = "ducklake:postgres:"
 DEFAULT_SIM_PORT = 8377  # `ei-assets simulate` and `make dev`
 REPORT_PATH = "report/index.html"  # the HTML report, under the data dir
+# Options an s3:// EI_DATA_DIR gets unless its URI sets them. Delayed open: a file smaller than a
+# part (5 MB) is written with one PutObject, not a multipart upload of 3 requests
+# (apache/arrow#40557); an error then shows when the file is closed, and every write is checked.
+S3_URI_DEFAULTS = {"allow_delayed_open": "true"}
 
 
 class ConfigError(ValueError):
@@ -104,6 +108,17 @@ def parse_max_concurrency(raw: str | None) -> int:
     return value
 
 
+def _with_s3_defaults(location: str) -> str:
+    """An s3:// URI with S3_URI_DEFAULTS added where its query does not set them."""
+    parts = urlsplit(location)
+    if parts.scheme != "s3":
+        return location
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(name, value) for name, value in S3_URI_DEFAULTS.items()
+              if name not in {given for given, _ in query}]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def resolve_data_dir(raw: str | None, writable: bool = True) -> tuple[pafs.FileSystem, str]:
     """The data dir as a pyarrow filesystem and a base path on it, checked to be writable (and
     created), or, for commands that only read, checked to exist (and never created)."""
@@ -114,7 +129,7 @@ def resolve_data_dir(raw: str | None, writable: bool = True) -> tuple[pafs.FileS
         raise ConfigError(f"EI_DATA_DIR: {location!r} is a file; point it at a folder")
     try:
         if "://" in location:
-            filesystem, base = pafs.FileSystem.from_uri(location)
+            filesystem, base = pafs.FileSystem.from_uri(_with_s3_defaults(location))
         else:
             filesystem, base = pafs.LocalFileSystem(), os.path.abspath(location)
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for unknown schemes

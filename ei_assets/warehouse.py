@@ -59,13 +59,16 @@ SCHEMA_TABLE = "_schema"  # the digest of the schema last created
 WAREHOUSE_DIR = "warehouse"  # a DuckLake's data files, under the data dir
 LOAD_ATTEMPTS = 8
 BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load holds in memory
-# A load's DuckDB keeps at most LOAD_MEMORY in its buffers and spills the rest (beside the file,
-# or to a temporary dir for a DuckLake), and inserts rows in any order (no table has one; keeping
-# it holds more in memory, and under the cap took twice as long). A 40-block load took ~290 MB over
-# its start without them, ~175 with, for ~0.25 s more; a load of 100 snapshots of 100 000 windows
-# takes ~1.5x as long as uncapped (make bench). A group that cannot fit (a very large snapshot;
-# DuckLake's Parquet writer does not spill) loads without the cap. Queries keep DuckDB's defaults.
-LOAD_MEMORY = "96MB"
+# A load's DuckDB keeps at most LOAD_MEMORY (by warehouse mode) in its buffers and spills the rest
+# (beside the file, or to a temporary dir for a DuckLake), and inserts rows in any order (no table
+# has one; keeping it holds more in memory, and under the cap took twice as long). Embedded: a
+# 40-block load took ~290 MB over its start without them, ~175 with, for ~0.25 s more; a load of
+# 100 snapshots of 100 000 windows takes ~1.5x as long as uncapped (make bench). A DuckLake gets
+# more: its S3 reads and Parquet writes need room (a 40-block load from S3 took 5.2 s at 96 MB,
+# 3.7 s at 256 MB as uncapped; the 100-snapshot load rises by ~400 MB, uncapped by 1.2 GB). A
+# group that cannot fit (a very large snapshot; DuckLake's Parquet writer does not spill) loads
+# without the cap. Queries keep DuckDB's defaults.
+LOAD_MEMORY = {"duckdb": "96MB", "ducklake": "256MB"}
 REDERIVE_GROUP = 32  # snapshots per statement when the per-snapshot tables are filled anew
 DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshots $1
 if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
@@ -272,7 +275,7 @@ class Warehouse:
                 if not capped:
                     raise
                 log.info("warehouse: a load group needs more than %s of memory; loading the rest "
-                         "without that cap", LOAD_MEMORY)
+                         "without that cap", self._load_memory)
                 capped = False
             except duckdb.TransactionException as exc:
                 if self.ducklake is None or "conflict" not in str(exc).lower() \
@@ -287,7 +290,7 @@ class Warehouse:
         with spill or nullcontext(), self.connect() as con:
             con.execute("SET preserve_insertion_order = false")
             if capped:
-                con.execute("SET memory_limit = ?", [LOAD_MEMORY])
+                con.execute("SET memory_limit = ?", [self._load_memory])
             if spill is not None:  # an in-memory DuckDB would spill to ./.tmp
                 con.execute("SET temp_directory = ?", [spill.name])
             self.ensure_schema(con)
@@ -309,6 +312,10 @@ class Warehouse:
             report.add(done)
         log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
         return report
+
+    @property
+    def _load_memory(self) -> str:
+        return LOAD_MEMORY["duckdb" if self.ducklake is None else "ducklake"]
 
     @contextmanager
     def _transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:

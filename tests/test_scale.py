@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow.fs as pafs
 import pytest
 
 from ei_assets.datadir import DataDir
 from ei_assets.schema import SNAPSHOT_TABLES, relation
+from ei_assets.settings import ConfigError, resolve_data_dir
 from ei_assets.simulator import Simulator, WorldConfig
 from tests.servers import S3, Postgres, postgres_server, s3_server
 from tests.test_warehouse import FIRST, RETRAINED, T0, ingest
@@ -147,6 +149,22 @@ def test_a_reader_sees_one_state_of_the_ducklake_while_another_load_commits(
     after = data.warehouse.row_counts(names)
     assert before["snapshots"] == 1 and after["snapshots"] == 2
     assert all(after[name] > before[name] for name in names)
+
+
+def test_an_s3_data_dir_that_cannot_be_written_is_named_before_any_work(
+    servers: tuple[S3, Postgres, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small files go up as one PutObject on close (allow_delayed_open), so opening a stream no
+    longer checks the bucket: the data dir's write probe still must."""
+    s3, _, _ = servers
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=r"EI_DATA_DIR: 's3://no-such-bucket/ei' is not writable"):
+        resolve_data_dir("s3://no-such-bucket/ei")
+    s3.create_bucket("writable")
+    filesystem, base = resolve_data_dir("s3://writable/ei")
+    assert filesystem.get_file_info(base).type.name == "Directory"
+    assert filesystem.get_file_info(pafs.FileSelector(base)) == []  # the probe is gone
 
 
 def test_the_kubernetes_code_location_runs_steps_as_jobs() -> None:

@@ -368,7 +368,7 @@ def test_a_load_group_too_large_for_the_memory_cap_loads_without_it(
     whole = data.warehouse.load()
     expected = dump(data)
     data.warehouse.reset()
-    monkeypatch.setattr(warehouse_module, "LOAD_MEMORY", "1MB")
+    monkeypatch.setitem(warehouse_module.LOAD_MEMORY, "duckdb", "1MB")
     with caplog.at_level(logging.INFO, logger="ei_assets.warehouse"):
         capped = data.warehouse.load()
     assert "needs more than 1MB of memory" in caplog.text
