@@ -109,14 +109,14 @@ def parse_max_concurrency(raw: str | None) -> int:
 
 
 def _with_s3_defaults(location: str) -> str:
-    """An s3:// URI with S3_URI_DEFAULTS added where its query does not set them."""
+    """An s3:// URI with S3_URI_DEFAULTS appended where its query does not set them (the
+    query as given is kept, byte for byte)."""
     parts = urlsplit(location)
     if parts.scheme != "s3":
         return location
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    query += [(name, value) for name, value in S3_URI_DEFAULTS.items()
-              if name not in {given for given, _ in query}]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    given = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    added = urlencode([(name, value) for name, value in S3_URI_DEFAULTS.items() if name not in given])
+    return urlunsplit(parts._replace(query="&".join(q for q in (parts.query, added) if q)))
 
 
 def resolve_data_dir(raw: str | None, writable: bool = True) -> tuple[pafs.FileSystem, str]:

@@ -416,7 +416,7 @@ class Warehouse:
     @contextmanager
     def reader(self) -> Iterator[Reader]:
         """Read-only queries on one connection, in one transaction: they all see the same state
-        of the warehouse, and the connection (for a DuckLake, ~0.5 s of extensions and catalog)
+        of the warehouse, and the connection (for a DuckLake, ~0.3 s of extensions and catalog)
         is opened once."""
         with self.connect(read_only=True) as con:
             con.begin()
