@@ -275,15 +275,28 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
               + ("." if verbose else " (add -v for details)."))
         return EXIT_CONFIG if any(": EI_" in e for e in errors) else EXIT_PARTIAL
     counts = report.counts()
+    refused_loads = outcome.load.failed if outcome.load else []
+    # a block whose snapshot the warehouse refused in this run failed, whatever the fetch said
+    refused_blocks = {(f.project_id, f.learn_id) for f in refused_loads}
+    for block in report.blocks:
+        if block.status in ("refreshed", "unchanged") and \
+                (block.block.project_id, block.block.learn_id) in refused_blocks:
+            counts[block.status] -= 1
+            counts["failed"] += 1
     summary = ", ".join(f"{counts[status]} {status}" for status in STATUSES)
     problems = report.discovery.errors
     refused = [p for p in problems if p.refused]
     keys_note = f"; {len(refused)} of {keys} API keys refused" if refused else ""
     print(f"done in {took}: {summary}{keys_note} (run {outcome.run_id[:8]})")
     lines = [f"  failed: {b.describe()}" for b in report.with_status("failed")]
+    lines += [f"  failed: {failure.describe()}" for failure in refused_loads]
     lines += [f"  error: {problem}" for problem in problems]
     lines += [f"  error: {e}" for e in outcome.step_errors if not e.startswith(f"{REFRESH_OP}:")]
     lines += [f"  warning: {error}" for error in report.constraint_errors]
+    unsupported = report.with_status("unsupported")
+    if unsupported:
+        lines.append(f"  unsupported (no metadata endpoint is known for the type; not fetched, not "
+                     f"an error): {', '.join(b.describe() for b in unsupported)}")
     if lines:
         print("\n".join(lines))
     if not report.discovery.keys_by_project:
@@ -294,7 +307,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
         print(f"No project could be read from {api_url}: check EI_API_URL and the network, then "
               "run `ei-assets refresh` again.")
         return EXIT_PARTIAL
-    if len(lines) > len(report.constraint_errors):
+    if len(lines) > len(report.constraint_errors) + bool(unsupported):
         print("Fix or wait out the failures above and run `ei-assets refresh` again: "
               "blocks already saved are not fetched twice.")
     return EXIT_OK if outcome.all_refreshed else EXIT_PARTIAL

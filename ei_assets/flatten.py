@@ -269,6 +269,9 @@ def _on_device_performance(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
                 figures: _Engine | None = getattr(perf, engine)
                 if figures is None:
                     continue
+                # a model too large for the target comes with RAM 0 and ROM = its size: the RAM
+                # it would need is unknown, not zero
+                too_large = figures.ram_required == 0 and (figures.rom_required or 0) > 0
                 rows.append({
                     "model_type": m.type,
                     "mcu": perf.mcu,
@@ -279,9 +282,9 @@ def _on_device_performance(keys: _Keys, metrics: list[_Metrics]) -> pa.Table:
                     "engine": engine,
                     # without performance, Studio sends zeros: they mean "unknown", not "free"
                     "latency_ms": perf.latency if measured else None,
-                    "ram_bytes": figures.ram_required if measured else None,
+                    "ram_bytes": figures.ram_required if measured and not too_large else None,
                     "rom_bytes": figures.rom_required if measured else None,
-                    "arena_bytes": figures.arena_size if measured else None,
+                    "arena_bytes": figures.arena_size if measured and not too_large else None,
                     "model_bytes": figures.model_size if measured else None,
                 })
     return _rows("on_device_performance", keys, rows)

@@ -10,7 +10,7 @@ no snapshot file, and the next run writes the snapshot again (identically).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -74,6 +74,13 @@ class Lake:
             pq.write_table(commit, stream, compression="zstd")
         counts[COMMIT_TABLE] = commit.num_rows
         return counts
+
+    def remove_snapshot(self, project_id: int, learn_id: int, snapshot_id: str) -> None:
+        """Take a snapshot out of the lake (one the warehouse cannot load): its `snapshots` file
+        first, so that at no moment does the lake show it committed with files missing."""
+        for table in (COMMIT_TABLE, *(t for t in SNAPSHOT_TABLES if t != COMMIT_TABLE)):
+            with suppress(FileNotFoundError):
+                self.filesystem.delete_file(self.file(table, project_id, learn_id, snapshot_id))
 
     def read(self, table: str, snapshot: Snapshot) -> pa.Table:
         """One snapshot's rows of a table (no file: the snapshot has no rows there)."""

@@ -4,6 +4,8 @@ Layout under `<data dir>/raw/`:
   project_id=P/learn_id=L/<snapshot_id>/<endpoint>.json.zst   the bodies exactly as received
   project_id=P/learn_id=L/<snapshot_id>/snapshot.json         block type, first fetch, endpoints;
                                                                written last: marks the set complete
+  project_id=P/learn_id=L/<snapshot_id>/unloadable.txt         why the warehouse could not load it
+                                                               (see `mark_unloadable`)
   project_id=P/learn_id=L/_seen/<body digest>                  the snapshot id of bodies with
                                                                these exact bytes (see `recall`)
   _log/<table>/<YYYY-MM-DD>/<time>-<uuid>.parquet             fetch_log and discoveries, per run
@@ -27,6 +29,7 @@ from ei_assets.storage import block_dir, exists, list_files, snapshot_part, writ
 from ei_assets.studio.blocks import Body
 
 MARKER = "snapshot.json"
+UNLOADABLE = "unloadable.txt"
 SEEN_DIR = "_seen"
 _read_marker = msgspec.json.Decoder(Snapshot).decode
 
@@ -81,6 +84,33 @@ class RawArchive:
         """Note that bodies with this digest are `snapshot` (after it is archived and in the lake)."""
         path = self._seen(snapshot.project_id, snapshot.learn_id, digest)
         write_atomically(self.filesystem, path, _writer(snapshot_part(snapshot.snapshot_id).encode()))
+
+    def _unloadable(self, project_id: int, learn_id: int, snapshot_id: str) -> str:
+        folder = block_dir(f"{self.data_dir}/{RAW_DIR}", project_id, learn_id)
+        return f"{folder}/{snapshot_part(snapshot_id)}/{UNLOADABLE}"
+
+    def mark_unloadable(self, project_id: int, learn_id: int, snapshot_id: str, reason: str) -> None:
+        """Note that the warehouse refused this snapshot, and why: a refresh that meets the same
+        response again fails the block with this reason instead of storing it again."""
+        path = self._unloadable(project_id, learn_id, snapshot_id)
+        write_atomically(self.filesystem, path, _writer(reason.encode()))
+
+    def unloadable(self, project_id: int, learn_id: int, snapshot_id: str) -> str | None:
+        """Why the warehouse refused this snapshot, if it did; None otherwise."""
+        try:
+            with self.filesystem.open_input_stream(self._unloadable(project_id, learn_id, snapshot_id),
+                                                   compression=None) as stream:
+                return bytes(stream.read(4096)).decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
+
+    def forget_unloadable(self) -> int:
+        """Drop every unloadable mark (a rebuild tries every snapshot again); returns how many."""
+        marks = [p for p in list_files(self.filesystem, self.root, f"/{UNLOADABLE}")
+                 if "/_log/" not in p]
+        for path in marks:
+            self.filesystem.delete_file(path)
+        return len(marks)
 
     def read(self, snapshot: Snapshot) -> dict[str, bytes]:
         folder = self._dir(snapshot)

@@ -30,6 +30,8 @@ def rebuild(
         warehouse.reset()
         if exists(store.filesystem, store.lake.root):
             store.filesystem.delete_dir_contents(store.lake.root)
+        store.raw.forget_unloadable()  # this code may load what an older one refused; if not,
+        # the load refuses it again
         archived = list(store.raw.snapshots())
         for index, snapshot in enumerate(archived, start=1):
             try:
@@ -41,4 +43,5 @@ def rebuild(
             if progress is not None:
                 progress(index, len(archived))
         report.load = warehouse.load()
+        report.failed += [failure.describe() for failure in report.load.failed]
     return report

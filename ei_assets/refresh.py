@@ -30,7 +30,7 @@ from ei_assets.flatten import DocumentError
 from ei_assets.memory import release_unused_memory
 from ei_assets.schema import TABLES
 from ei_assets.settings import ApiKey
-from ei_assets.store import DataStore
+from ei_assets.store import DataStore, UnloadableSnapshotError
 from ei_assets.studio import (
     Body,
     Discovery,
@@ -44,8 +44,10 @@ from ei_assets.target_constraints import constraints_tables
 
 log = logging.getLogger(__name__)
 
-Status = Literal["refreshed", "unchanged", "failed", "skipped"]
-STATUSES: tuple[Status, ...] = ("refreshed", "unchanged", "failed", "skipped")
+# unsupported: a block type with no known metadata endpoint (a VLM block, a type newer than this
+# code). Not fetched and not an error: the user cannot fix it (contract section 2).
+Status = Literal["refreshed", "unchanged", "failed", "unsupported"]
+STATUSES: tuple[Status, ...] = ("refreshed", "unchanged", "failed", "unsupported")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class BlockReport:
         return self.status == "refreshed"
 
     def describe(self) -> str:
+        if self.status == "unsupported":
+            return f"{self.block.key} ({self.block.block_type})"
         return f"{self.block.key}: {self.error}" if self.error else self.block.key
 
 
@@ -99,7 +103,8 @@ class RefreshReport:
 
     @property
     def all_refreshed(self) -> bool:
-        return not self.errors and not any(b.status in ("failed", "skipped") for b in self.blocks)
+        """Every block refreshed, unchanged or unsupported, and every key reached its project."""
+        return not self.errors and not self.with_status("failed")
 
 
 def refresh(
@@ -216,8 +221,8 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
                    storing: threading.BoundedSemaphore) -> BlockReport:
     try:
         endpoints = metadata_endpoints(block.block_type)
-    except UnknownBlockTypeError as exc:
-        return BlockReport(block, "skipped", error=str(exc))
+    except UnknownBlockTypeError:
+        return BlockReport(block, "unsupported")
     fetched_at = datetime.now(UTC)
     bodies: dict[str, Body] = {}
     fetches: list[dict[str, Any]] = []
@@ -253,7 +258,7 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "the response is JSON nested too deeply to read; it was not stored"
     text = str(exc).splitlines()[0] if str(exc) else ""
-    if isinstance(exc, DocumentError | StudioError):
+    if isinstance(exc, DocumentError | StudioError | UnloadableSnapshotError):
         return text
     return f"{type(exc).__name__}: {text}"[:500]
 

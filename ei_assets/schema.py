@@ -89,8 +89,9 @@ def sql_type(arrow: pa.DataType) -> str:
 # ---- shared columns ------------------------------------------------------------------------------
 
 SNAPSHOT_ID = Column("snapshot_id", pa.string(), "Content id of the metadata response (SHA-256 of its "
-                     "canonical JSON, 32 hex digits): the same model state always has the same id.",
-                     nullable=False)
+                     "canonical JSON, 32 hex digits): the same model state always has the same id. "
+                     "A snapshot belongs to one learn block: (project_id, learn_id, snapshot_id) "
+                     "identifies it.", nullable=False)
 PROJECT_ID = Column("project_id", pa.int64(), "Edge Impulse project id.", nullable=False)
 LEARN_ID = Column("learn_id", pa.int64(), "Learn block id within the project.", nullable=False)
 MODEL_TYPE = Column("model_type", pa.string(), "Model build as the API names it: float32, int8, akida, "
@@ -104,6 +105,9 @@ MCU = Column("mcu", pa.string(), "Target (latency device) the figures were profi
 ENGINE = Column("engine", pa.string(), "Inference engine: tflite, eon or eon_ram_optimized.",
                 nullable=False)
 FETCHED_AT = Column("fetched_at", UTC_TS, "When the response was fetched.", nullable=False)
+
+CLASS_NAME = Column("class_name", pa.string(), "The class's label where `class` is an index into "
+                    "the snapshot's class names (snapshots.class_names), else NULL.")
 
 KEYS = (SNAPSHOT_ID, PROJECT_ID, LEARN_ID)
 MODEL_KEYS = (*KEYS, MODEL_TYPE)
@@ -189,9 +193,10 @@ ON_DEVICE_PERFORMANCE = _snapshot_table(
     _c("profiling_error", pa.string(), "Why profiling failed or was not possible."),
     _c("latency_ms", pa.float64(), "Inference latency on the target, ms."),
     ENGINE,
-    _c("ram_bytes", pa.int64(), "RAM the engine needs, bytes."),
+    _c("ram_bytes", pa.int64(), "RAM the engine needs, bytes (NULL when not profiled, or when the "
+       "model is too large for the target: Studio then sends 0)."),
     _c("rom_bytes", pa.int64(), "ROM (flash) the engine needs, bytes."),
-    _c("arena_bytes", pa.int64(), "Tensor arena size, bytes."),
+    _c("arena_bytes", pa.int64(), "Tensor arena size, bytes (NULL as ram_bytes)."),
     _c("model_bytes", pa.int64(), "Model size, bytes."),
 )
 
@@ -236,16 +241,22 @@ TABLES: dict[str, Relation] = {t.name: t for t in [
         _c("predicted_index", pa.int32(), "Column: index of the predicted class.", nullable=False),
         _c("count", pa.float64(), "Cell value as Studio sends it."),
     ),
-    _snapshot_table(
+    Relation(
         "classification_report",
         "One row per report entry: each class, and the averages under their own keys "
         "('macro avg', 'weighted avg'); a bare number such as 'accuracy' lands in f1_score.",
-        *MODEL_KEYS,
-        _c("class", pa.string(), "Class name or average key.", nullable=False),
-        _c("precision", pa.float64(), "Precision."),
-        _c("recall", pa.float64(), "Recall."),
-        _c("f1_score", pa.float64(), "F1 score (or a bare number such as accuracy)."),
-        _c("support", pa.float64(), "Number of windows of the class."),
+        (
+            *MODEL_KEYS,
+            _c("class", pa.string(), "The report's key as the API sends it: a class index (\"0\", "
+               "\"1\", ...; classes that never occur are left out), a class name, or an average "
+               "key.", nullable=False),
+            _c("precision", pa.float64(), "Precision."),
+            _c("recall", pa.float64(), "Recall."),
+            _c("f1_score", pa.float64(), "F1 score (or a bare number such as accuracy)."),
+            _c("support", pa.float64(), "Number of windows of the class."),
+        ),
+        Kind.SNAPSHOT,
+        warehouse_columns=(CLASS_NAME,),
     ),
     _snapshot_table(
         "clusters", "One row per K-means cluster of an anomaly block.",
@@ -466,7 +477,7 @@ VIEWS: dict[str, Relation] = {v.name: v for v in [
              "Per class of the classification report, each non-float32 model type against float32.",
              _nullable((
                  *_from(_REPORT, "project_id", "learn_id", "snapshot_id", "model_type", "class",
-                        "precision"),
+                        "class_name", "precision"),
                  _baseline(_REPORT.column("precision"), "Precision"),
                  _c("precision_delta", pa.float64(), "precision - baseline_precision."),
                  _REPORT.column("recall"), _baseline(_REPORT.column("recall"), "Recall"),
@@ -493,7 +504,8 @@ VIEWS: dict[str, Relation] = {v.name: v for v in [
 PER_SNAPSHOT_TABLES: dict[str, Relation] = {t.name: t for t in [
     Relation("prediction_agreement",
              "Share of windows where a model type predicts what float32 predicts, per snapshot.",
-             _nullable((SNAPSHOT_ID, MODEL_TYPE, COMPARISON_COLUMNS[-1])), Kind.DERIVED, public=False),
+             _nullable((PROJECT_ID, LEARN_ID, SNAPSHOT_ID, MODEL_TYPE, COMPARISON_COLUMNS[-1])),
+             Kind.DERIVED, public=False),
     Relation("prediction_disagreement_rows", VIEWS["prediction_disagreements"].description,
              VIEWS["prediction_disagreements"].columns, Kind.DERIVED, public=False),
     Relation("anomaly_score_stats",

@@ -7,7 +7,8 @@ snapshot's summary, computed from the small tables the flattener built.
 Bodies whose exact bytes were stored before cost a SHA-256 of their bytes and two small reads
 (the archive's `_seen` entry, then the snapshot's summary tables from the lake): they are neither
 canonicalised nor parsed. Bodies with new bytes but a known canonical id (same state, other
-formatting) are canonicalised, not flattened again.
+formatting) are canonicalised, not flattened again. Bytes whose snapshot the warehouse refused
+(`RawArchive.mark_unloadable`) fail with UnloadableSnapshotError until the response changes.
 """
 
 from __future__ import annotations
@@ -16,15 +17,38 @@ from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ei_assets.flatten import SUMMARY_TABLES, Batch, flatten
+from ei_assets.flatten import SUMMARY_TABLES, Batch, DocumentError, flatten
 from ei_assets.lake import Lake
 from ei_assets.raw_archive import RawArchive
 from ei_assets.snapshot import Snapshot, body_digest, snapshot_id
 from ei_assets.studio import Body, LearnBlock
 from ei_assets.summary import snapshot_summary
+
+
+def _content_id(bodies: Mapping[str, Body]) -> str:
+    """The snapshot id; a body that is not JSON is named, as the flattener names its problems."""
+    try:
+        return snapshot_id(bodies)
+    except msgspec.DecodeError:
+        for name, body in bodies.items():
+            try:
+                msgspec.json.decode(body)
+            except msgspec.DecodeError as exc:
+                raise DocumentError(name, "$", f"not valid JSON ({exc})") from None
+        raise
+
+
+class UnloadableSnapshotError(ValueError):
+    """Bytes seen before whose snapshot the warehouse refused: not stored again until they change."""
+
+    def __init__(self, snapshot: Snapshot, reason: str) -> None:
+        self.snapshot = snapshot
+        super().__init__(f"snapshot {snapshot.snapshot_id} was refused by the warehouse load ({reason}); "
+                         "it is stored again only when the response changes")
 
 
 @dataclass(frozen=True)
@@ -52,9 +76,11 @@ class DataStore:
         known = self.raw.recall(block.project_id, block.learn_id, digest)
         snapshot = Snapshot(project_id=block.project_id, learn_id=block.learn_id,
                             block_type=block.block_type, fetched_at=fetched_at,
-                            endpoints=tuple(bodies), snapshot_id=known or snapshot_id(bodies))
+                            endpoints=tuple(bodies), snapshot_id=known or _content_id(bodies))
         if known and self.lake.has_snapshot(snapshot):
             return self._unchanged(snapshot, is_new=False)
+        if known and (reason := self.raw.unloadable(block.project_id, block.learn_id, known)) is not None:
+            raise UnloadableSnapshotError(snapshot, reason)
         saved = self._flatten(snapshot, bodies, self.raw.put(snapshot, bodies))
         self.raw.remember(snapshot, digest)
         return saved

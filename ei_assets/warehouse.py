@@ -1,10 +1,18 @@
 """The DuckDB warehouse (`<data dir>/ei.duckdb`, schema main): contract tables and comparison views.
 
 Loading is incremental and set-based: DuckDB reads the new lake files itself (`read_parquet`,
-file lists passed as parameters, never pasted into SQL). A snapshot is new when its `snapshots`
-file is committed in the lake and its id is not in `main.snapshots`. New snapshots are loaded in
-transactions of about BATCH_BYTES of files each (a reader sees whole snapshots, never part of
-one, and memory stays bounded however many are new); the run logs follow in one more.
+file lists passed as parameters, never pasted into SQL). A snapshot belongs to one learn block and
+is keyed by (project_id, learn_id, snapshot_id): two blocks with identical responses share a
+snapshot id and each keep their rows. A snapshot is new when its `snapshots` file is committed in
+the lake and its key is not in `main.snapshots`. New snapshots are loaded in transactions of about
+BATCH_BYTES of files each (a reader sees whole snapshots, never part of one, and memory stays
+bounded however many are new); the run logs follow in one more.
+
+A group that fails on its data (a file that cannot be read, a value DuckDB refuses) is loaded
+again snapshot by snapshot: every other snapshot of it loads, and each one that fails alone is
+refused: named in the LoadReport, its fetch_log rows given the reason, its lake files removed and
+its raw archive folder marked, so no refresh stores those bytes again (`RawArchive.unloadable`).
+Errors that are not the data's (I/O, memory, a conflicting writer) fail the load as before.
 Run logs (fetch_log, discoveries) are loaded file by file, each file once. For each new snapshot
 the per-snapshot tables (prediction agreement and disagreements, anomaly score statistics) are
 filled from its rows in the same transaction, so the views over them never join the predictions.
@@ -19,6 +27,7 @@ import hashlib
 import logging
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,8 +56,8 @@ from ei_assets.schema import (
 )
 from ei_assets.storage import uri
 
-__all__ = ["DATABASE_FILE", "LoadReport", "ReadOnlyQueryError", "Reader", "Thresholds", "Warehouse",
-           "WarehouseBusyError"]
+__all__ = ["DATABASE_FILE", "LoadFailure", "LoadReport", "ReadOnlyQueryError", "Reader", "Thresholds",
+           "Warehouse", "WarehouseBusyError"]
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +106,39 @@ WHERE l.rank_ = 1
 FETCH_TIMES_SQL = """
 UPDATE snapshots SET first_fetched_at = least(snapshots.first_fetched_at, f.first_at),
                      last_fetched_at = greatest(snapshots.last_fetched_at, f.last_at)
-FROM (SELECT snapshot_id, min(fetched_at) AS first_at, max(fetched_at) AS last_at
-      FROM fetch_log WHERE ok AND snapshot_id IS NOT NULL GROUP BY snapshot_id) f
-WHERE snapshots.snapshot_id = f.snapshot_id
+FROM (SELECT project_id, learn_id, snapshot_id, min(fetched_at) AS first_at,
+             max(fetched_at) AS last_at
+      FROM fetch_log WHERE ok AND snapshot_id IS NOT NULL GROUP BY ALL) f
+WHERE snapshots.project_id = f.project_id AND snapshots.learn_id = f.learn_id
+  AND snapshots.snapshot_id = f.snapshot_id
 """
+
+# A report key that is a class index names the class at that position of the snapshot's class
+# names (contract section 4); `source` is what the load reads (the lake's rows of the group).
+CLASS_NAME_SQL = """
+CASE WHEN regexp_full_match(r.class, '[0-9]{1,9}')
+     THEN s.class_names[TRY_CAST(r.class AS INTEGER) + 1] END
+"""
+CLASSIFICATION_REPORT_SQL = f"""
+INSERT INTO classification_report BY NAME
+SELECT r.*, {CLASS_NAME_SQL} AS class_name
+FROM read_parquet(?, hive_partitioning = false) r
+LEFT JOIN snapshots s
+  ON s.project_id = r.project_id AND s.learn_id = r.learn_id AND s.snapshot_id = r.snapshot_id
+"""
+# for warehouses made before the column: their rows get it once, when it is added
+CLASS_NAME_BACKFILL_SQL = f"""
+UPDATE classification_report AS r SET class_name = {CLASS_NAME_SQL}
+FROM snapshots s
+WHERE s.project_id = r.project_id AND s.learn_id = r.learn_id AND s.snapshot_id = r.snapshot_id
+"""
+# What a group's load may fail on because of one snapshot's data; anything else (I/O, memory, a
+# conflicting writer, a lost connection) is not the data's fault and fails the load as a whole.
+DATA_ERRORS: tuple[type[duckdb.Error], ...] = (
+    duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException, duckdb.BinderException,
+    duckdb.TypeMismatchException, duckdb.NotImplementedException,
+)
+Key = tuple[int, int, str]  # (project_id, learn_id, snapshot_id): one snapshot of one learn block
 
 
 class WarehouseBusyError(RuntimeError):
@@ -119,16 +157,34 @@ class Thresholds:
     resource_rise: float = 0.10  # latency, RAM or ROM rose by more than this (relative)
 
 
+@dataclass(frozen=True)
+class LoadFailure:
+    """A snapshot the warehouse refused, and why (DuckDB's words)."""
+
+    project_id: int
+    learn_id: int
+    snapshot_id: str
+    reason: str
+
+    def describe(self) -> str:
+        return (f"project {self.project_id}, learn block {self.learn_id}: snapshot {self.snapshot_id} "
+                f"could not be loaded into the warehouse: {self.reason}")
+
+
 @dataclass
 class LoadReport:
+    """What a load did: snapshots and rows added, run log files read, snapshots refused."""
+
     new_snapshots: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     log_files: int = 0
+    failed: list[LoadFailure] = field(default_factory=list)
 
     def add(self, other: LoadReport) -> None:
         """Count in what another (committed) transaction of the load did."""
         self.new_snapshots += other.new_snapshots
         self.log_files += other.log_files
+        self.failed += other.failed
         for table, n in other.rows.items():
             self.rows[table] = self.rows.get(table, 0) + n
 
@@ -229,6 +285,8 @@ class Warehouse:
                 if (table.name, column.name) not in have:
                     con.execute(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS '
                                 f'"{column.name}" {column.sql_type}')
+        if ("classification_report", "class_name") not in have and ("snapshots", "project_id") in have:
+            con.execute(CLASS_NAME_BACKFILL_SQL)
         con.execute(f"CREATE TABLE IF NOT EXISTS {LOADED_FILES} (path VARCHAR, "
                     "loaded_at TIMESTAMPTZ DEFAULT current_timestamp)")
         con.execute(f"CREATE TABLE IF NOT EXISTS {LOAD_LOCK} (loads BIGINT)")
@@ -238,7 +296,7 @@ class Warehouse:
         # their SQL is part of the schema: filled again, for every snapshot, when it changes
         for name in PER_SNAPSHOT_TABLES:
             con.execute(f'DELETE FROM "{name}"')
-        every = [row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()]
+        every = _keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots")
         for start in range(0, len(every), REDERIVE_GROUP):
             self._derive(con, every[start:start + REDERIVE_GROUP])
         for relation in (*TABLES.values(), *VIEWS.values()):
@@ -294,21 +352,18 @@ class Warehouse:
             if spill is not None:  # an in-memory DuckDB would spill to ./.tmp
                 con.execute("SET temp_directory = ?", [spill.name])
             self.ensure_schema(con)
-            loaded = {row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()}
+            loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
             # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
             # means the snapshot is committed in the lake), with its size from the listing
-            files: dict[str, dict[str, pafs.FileInfo]] = {
-                table: {sid: info for info in self.lake.file_infos(table)
-                        if (sid := _snapshot_of(info.path)) not in loaded}
+            files: Files = {
+                table: {key: info for info in self.lake.file_infos(table)
+                        if (key := _key_of(info.path)) not in loaded}
                 for table in SNAPSHOT_TABLES}
             for batch in self._batches(sorted(files[COMMIT_TABLE]), files):
-                done = LoadReport()
-                with self._transaction(con):
-                    self._load_snapshots(con, batch, files, done)
-                report.add(done)  # committed
+                report.add(self._load_group(con, batch, files))
             done = LoadReport()
             with self._transaction(con):
-                self._load_logs(con, done)
+                self._load_logs(con, done, report.failed)
             report.add(done)
         log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
         return report
@@ -332,41 +387,76 @@ class Warehouse:
             raise
 
     @staticmethod
-    def _batches(snapshot_ids: list[str], files: dict[str, dict[str, pafs.FileInfo]]
-                 ) -> Iterator[list[str]]:
+    def _batches(keys: list[Key], files: Files) -> Iterator[list[Key]]:
         """Snapshots in groups of about BATCH_BYTES of lake files: a load holds one group's rows
         in memory until it commits, whatever the number of new snapshots."""
-        batch: list[str] = []
+        batch: list[Key] = []
         size = 0
-        for sid in snapshot_ids:
-            batch.append(sid)
-            size += sum(files[t][sid].size or 0 for t in SNAPSHOT_TABLES if sid in files[t])
+        for key in keys:
+            batch.append(key)
+            size += sum(files[t][key].size or 0 for t in SNAPSHOT_TABLES if key in files[t])
             if size >= BATCH_BYTES:
                 yield batch
                 batch, size = [], 0
         if batch:
             yield batch
 
-    def _load_snapshots(self, con: duckdb.DuckDBPyConnection, batch: list[str],
-                        files: dict[str, dict[str, pafs.FileInfo]], report: LoadReport) -> None:
+    def _load_group(self, con: duckdb.DuckDBPyConnection, batch: list[Key], files: Files
+                    ) -> LoadReport:
+        """One group in one transaction; if its data fails it, each snapshot in one of its own,
+        refusing those that fail alone. Returns what committed."""
+        done = LoadReport()
+        try:
+            with self._transaction(con):
+                self._load_snapshots(con, batch, files, done)
+            return done
+        except DATA_ERRORS:
+            if len(batch) == 1:
+                return self._refuse(batch[0], files, sys.exc_info()[1])
+        report = LoadReport()
+        for key in batch:
+            done = LoadReport()
+            try:
+                with self._transaction(con):
+                    self._load_snapshots(con, [key], files, done)
+            except DATA_ERRORS as exc:
+                done = self._refuse(key, files, exc)
+            report.add(done)
+        return report
+
+    def _refuse(self, key: Key, files: Files, exc: BaseException | None) -> LoadReport:
+        """A snapshot that fails to load on its own: out of the lake, marked in the archive."""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        failure = LoadFailure(*key, reason=reason[:500])
+        log.warning("warehouse: %s", failure.describe())
+        self.raw.mark_unloadable(*key, reason=failure.reason)
+        self.lake.remove_snapshot(*key)
+        for table_files in files.values():
+            table_files.pop(key, None)
+        return LoadReport(failed=[failure])
+
+    def _load_snapshots(self, con: duckdb.DuckDBPyConnection, batch: list[Key], files: Files,
+                        report: LoadReport) -> None:
         """A group of new snapshots: every table's rows, then the per-snapshot tables. A snapshot
         another process loaded in the meantime (DuckLake) is left out."""
-        there = {row[0] for row in con.execute(
-            "SELECT snapshot_id FROM snapshots WHERE snapshot_id IN (SELECT unnest(?))", [batch]
-        ).fetchall()}
-        new = [sid for sid in batch if sid not in there]
+        there = set(_keys(con, f"SELECT project_id, learn_id, snapshot_id FROM snapshots "
+                               f"SEMI JOIN ({UNNEST_KEYS}) USING (project_id, learn_id, snapshot_id)",
+                          _columns(batch)))
+        new = [key for key in batch if key not in there]
         if not new:
             return
         for table in SNAPSHOT_TABLES:
-            paths = sorted(self._uri(files[table][sid].path) for sid in new if sid in files[table])
+            paths = sorted(self._uri(files[table][key].path) for key in new if key in files[table])
             report.rows[table] = report.rows.get(table, 0) + self._insert(con, table, paths)
         con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
                     "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
         self._derive(con, new)
         report.new_snapshots += len(new)
 
-    def _load_logs(self, con: duckdb.DuckDBPyConnection, report: LoadReport) -> None:
-        """Run log files not loaded before, learn_blocks from the discoveries, fetch times."""
+    def _load_logs(self, con: duckdb.DuckDBPyConnection, report: LoadReport,
+                   refused: Sequence[LoadFailure] = ()) -> None:
+        """Run log files not loaded before, learn_blocks from the discoveries, fetch times; the
+        fetches of snapshots refused by this load get the reason as their error."""
         done_files = {row[0] for row in con.execute(f"SELECT path FROM {LOADED_FILES}").fetchall()}
         log_files = {t: sorted(u for u in map(self._uri, self.raw.log_files(t)) if u not in done_files)
                      for t in LOG_TABLES}
@@ -380,14 +470,18 @@ class Warehouse:
             con.execute("DELETE FROM learn_blocks")
             con.execute(LEARN_BLOCKS_SQL)
         con.execute(FETCH_TIMES_SQL)
+        for failure in refused:
+            con.execute("UPDATE fetch_log SET error = ? WHERE project_id = ? AND learn_id = ? "
+                        "AND snapshot_id = ? AND error IS NULL",
+                        [failure.describe(), failure.project_id, failure.learn_id, failure.snapshot_id])
 
     @staticmethod
-    def _derive(con: duckdb.DuckDBPyConnection, snapshot_ids: list[str]) -> None:
+    def _derive(con: duckdb.DuckDBPyConnection, keys: list[Key]) -> None:
         """Fill the per-snapshot tables for these loaded snapshots (a load's group: a join over
         predictions holds that group's rows, whatever the load's size)."""
-        if snapshot_ids:
+        if keys:
             for sql in DERIVED_SQL.values():
-                con.execute(sql, [snapshot_ids])
+                con.execute(sql, _columns(keys))
 
     def _uri(self, path: str) -> str:
         return uri(self.lake.filesystem, path)
@@ -397,10 +491,9 @@ class Warehouse:
             return 0
         if table not in TABLES:  # the name goes into SQL text: only registry names may
             raise ValueError(f"unknown table {table!r}")
-        inserted = con.execute(  # DuckDB answers an INSERT with the number of rows inserted
-            f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(?, hive_partitioning = false)',
-            [files],
-        ).fetchone()
+        sql = (CLASSIFICATION_REPORT_SQL if table == "classification_report" else
+               f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(?, hive_partitioning = false)')
+        inserted = con.execute(sql, [files]).fetchone()  # DuckDB answers with the rows inserted
         return int(inserted[0]) if inserted else 0
 
     def reset(self) -> None:
@@ -501,5 +594,27 @@ def comments_sql(relation: Relation, columns: bool = True) -> str:
     return ";\n".join(statements)
 
 
-def _snapshot_of(path: str) -> str:
-    return path.rsplit("/", 1)[-1].removesuffix(".parquet")
+Files = dict[str, dict[Key, pafs.FileInfo]]  # per lake table, each new snapshot's file
+
+
+def _key_of(path: str) -> Key:
+    """The snapshot of a lake file, from its path `.../project_id=P/learn_id=L/<snapshot_id>.parquet`."""
+    project, learn, name = path.rsplit("/", 3)[-3:]
+    return (int(project.removeprefix("project_id=")), int(learn.removeprefix("learn_id=")),
+            name.removesuffix(".parquet"))
+
+
+def _keys(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None
+          ) -> list[Key]:
+    return [(int(project), int(learn), str(sid))
+            for project, learn, sid in con.execute(sql, params).fetchall()]
+
+
+# the rows of keys given as `_columns`, as SQL (the same form as in sql/derived.sql)
+UNNEST_KEYS = ("SELECT unnest($1::BIGINT[]) AS project_id, unnest($2::BIGINT[]) AS learn_id, "
+               "unnest($3::VARCHAR[]) AS snapshot_id")
+
+
+def _columns(keys: Sequence[Key]) -> list[list[int] | list[str]]:
+    """Keys as the three lists the SQL unnests side by side: project ids, learn ids, snapshot ids."""
+    return [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]

@@ -28,18 +28,18 @@ def test_demo_into_an_empty_data_dir(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "refresh 1 of 2" in out and "refresh 2 of 2" in out
-    assert out.count("7 refreshed, 0 unchanged, 0 failed") == 2
+    assert out.count("8 refreshed, 0 unchanged, 0 failed") == 2
     assert "int8 against float32" in out and "cortex-m4f-80mhz" in out
     assert result.stderr.strip() == ""
     con = duckdb.connect(str(data / "ei.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM snapshots").fetchone() == (14,)
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone() == (16,)
     assert con.execute("SELECT count(DISTINCT snapshot_id) FROM model_type_trend "
                        "WHERE previous_snapshot_id IS NOT NULL").fetchone()[0] > 0
     con.close()
     assert (data / "dagster_home" / "dagster.yaml").exists()  # the instance `make dev` opens
     # every line printed once
     lines = [line for line in out.splitlines() if line.strip().startswith("[")]
-    assert len(lines) == len(set(lines)) == 14
+    assert len(lines) == len(set(lines)) == 16
 
 
 def test_refresh_with_a_failing_block_exits_1_and_keeps_the_others(tmp_path: Path) -> None:
@@ -49,13 +49,13 @@ def test_refresh_with_a_failing_block_exits_1_and_keeps_the_others(tmp_path: Pat
                "EI_DATA_DIR": str(tmp_path / "data")}
         result = ei(["refresh"], env, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "6 refreshed, 0 unchanged, 1 failed" in result.stdout
+    assert "7 refreshed, 0 unchanged, 1 failed" in result.stdout
     assert "failed: 100001-4: project 100001, learn block 4, anomaly: gave up after 5 attempts" \
         in result.stdout
     for key in sim.api_keys:
         assert key not in result.stdout + result.stderr
     con = duckdb.connect(str(tmp_path / "data" / "ei.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM snapshots").fetchone() == (6,)
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone() == (7,)
     con.close()
 
 
@@ -78,7 +78,7 @@ def test_a_refused_key_among_good_ones_exits_1_and_says_which(tmp_path: Path) ->
                "EI_DATA_DIR": str(tmp_path / "data")}
         result = ei(["refresh"], env, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "7 refreshed, 0 unchanged, 0 failed" in result.stdout
+    assert "8 refreshed, 0 unchanged, 0 failed" in result.stdout
     assert "error: EI_API_KEY #4: projects: HTTP 401: the API key was refused" in result.stdout
     assert "1 of 4 API keys refused" in result.stdout
     assert "ei_revoked" not in result.stdout + result.stderr

@@ -75,7 +75,7 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     res = resources(sim, tmp_path / "data")
     summary = run_refresh(res, instance)
     assert summary.all_refreshed, summary
-    assert counts(summary) == {"refreshed": 7, "unchanged": 0, "failed": 0, "skipped": 0}
+    assert counts(summary) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 0}
 
     expected = {f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()}
     assert set(instance.get_dynamic_partitions(learn_block_partitions.name)) == expected
@@ -90,16 +90,17 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     assert classifier["int8-float32/ram_bytes"].value < 0  # int8 saves RAM
 
     data = DataDir.open(str(tmp_path / "data"))
-    assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 7}]
+    assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 8}]
     comparison = materializations(instance, ["warehouse", "model_type_comparison"])[0].metadata
     assert comparison["dagster/row_count"].value > 0
     assert "cortex-m4f-80mhz" in comparison["latest_default_target"].value
     predictions = materializations(instance, ["warehouse", "predictions"])[0].metadata
-    assert predictions["dagster/row_count"].value == 780
+    windows = sim.world.config.predictions * sum(len(b.model_types) for _, b in sim.world.blocks())
+    assert predictions["dagster/row_count"].value == windows
     columns = [c.name for c in predictions["dagster/column_schema"].value.columns]
     assert columns[:4] == ["snapshot_id", "project_id", "learn_id", "model_type"]
     lake = materializations(instance, ["lake", "predictions"])[0].metadata
-    assert lake["rows_added"].value == 780
+    assert lake["rows_added"].value == windows
 
     checks = check_results(instance, summary.run_id)
     assert checks["all_blocks_refreshed"].passed
@@ -109,10 +110,10 @@ def test_refresh_job_fills_everything_and_reports_each_block(
 
     # an unchanged second run: same snapshots, one more point per block in the history
     again = run_refresh(res, instance)
-    assert counts(again) == {"refreshed": 0, "unchanged": 7, "failed": 0, "skipped": 0}
+    assert counts(again) == {"refreshed": 0, "unchanged": 8, "failed": 0, "unsupported": 0}
     history = materializations(instance, "learn_block_metadata", "100001-7")
     assert [m.metadata["changed"].value for m in history] == [False, True]  # newest first
-    assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 7}]
+    assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 8}]
 
 
 def test_a_failing_block_is_reported_and_the_others_are_saved(
@@ -120,7 +121,7 @@ def test_a_failing_block_is_reported_and_the_others_are_saved(
 ) -> None:
     sim.faults.script(r"/100002/training/keras/6/metadata$", ["503"] * 100)
     summary = run_refresh(resources(sim, tmp_path / "data"), instance)
-    assert counts(summary) == {"refreshed": 6, "unchanged": 0, "failed": 1, "skipped": 0}
+    assert counts(summary) == {"refreshed": 7, "unchanged": 0, "failed": 1, "unsupported": 0}
     assert summary.report is not None
     failures = [b.describe() for b in summary.report.with_status("failed")]
     assert len(failures) == 1 and failures[0].startswith("100002-6:")
@@ -134,11 +135,11 @@ def test_a_failing_block_is_reported_and_the_others_are_saved(
     messages = [(r.level, r.user_message) for r in instance.all_logs(summary.run_id)]
     warned = [m for level, m in messages if level == logging.WARNING and "100002-6" in m]
     assert len(warned) == 1 and "HTTP 503" in warned[0]
-    assert (logging.INFO, "7 of 7 learn blocks done: 6 refreshed, 0 unchanged, 1 failed, 0 skipped"
+    assert (logging.INFO, "8 of 8 learn blocks done: 7 refreshed, 0 unchanged, 1 failed, 0 unsupported"
             ) in messages
     data = DataDir.open(str(tmp_path / "data"))
     saved = data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist()
-    assert saved == [{"n": 6}]
+    assert saved == [{"n": 7}]
     log = data.warehouse.query(
         "SELECT ok, http_status, error FROM fetch_log WHERE learn_id = 6 AND project_id = 100002"
     ).to_pylist()
@@ -262,3 +263,43 @@ def test_a_bad_setting_fails_the_run_not_the_code_location(
         return
     assert not outcome.success and outcome.report is None
     assert len(outcome.step_errors) == 1 and message in outcome.step_errors[0], outcome.step_errors
+
+
+def test_an_unsupported_block_is_named_once_in_the_run_log_and_fails_no_check(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    with Simulator(WorldConfig(profiling_seconds=0.0, predictions=20, unsupported_blocks=("vlm",))) as sim:
+        outcome = run_refresh(resources(sim, tmp_path / "data"), instance)
+    assert outcome.all_refreshed
+    assert counts(outcome) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 1}
+    named = [r.user_message for r in instance.all_logs(outcome.run_id) if "100001-91" in r.user_message]
+    assert len(named) == 1 and "not an error" in named[0]
+    checks = check_results(instance, outcome.run_id)
+    refreshed = checks["all_blocks_refreshed"]
+    assert refreshed.passed and "100001-91 (vlm)" in str(refreshed.metadata["unsupported"].value)
+    assert checks["all_snapshots_loaded"].passed
+
+
+def test_a_snapshot_the_warehouse_refuses_fails_its_check_and_nothing_else(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    run_refresh(resources(sim, tmp_path / "data"), instance, blocks=["100002-6"])
+    data = DataDir.open(str(tmp_path / "data"))
+    with data.warehouse.connect() as con:  # the load of that run undone: the snapshot is new again
+        con.execute("DELETE FROM snapshots")
+    (lake_file,) = (tmp_path / "data" / "lake" / "predictions").rglob("*.parquet")
+    lake_file.write_bytes(b"not parquet at all")
+    outcome = run_refresh(resources(sim, tmp_path / "data"), instance)
+    assert outcome.success and not outcome.all_refreshed
+    assert outcome.load is not None and [(f.project_id, f.learn_id) for f in outcome.load.failed] == [
+        (100002, 6)]
+    checks = check_results(instance, outcome.run_id)
+    loaded = checks["all_snapshots_loaded"]
+    assert not loaded.passed and loaded.severity == dg.AssetCheckSeverity.ERROR
+    assert "100002, learn block 6" in str(loaded.metadata["failures"].value)
+    assert checks["all_blocks_refreshed"].passed  # the fetch was fine
+    errors = [r.user_message for r in instance.all_logs(outcome.run_id) if r.level == logging.ERROR]
+    assert len(errors) == 1 and "could not be loaded into the warehouse" in errors[0]
+    counts_by_block = data.warehouse.query(
+        "SELECT count(*) AS n FROM snapshots WHERE NOT (project_id = 100002 AND learn_id = 6)").to_pylist()
+    assert counts_by_block == [{"n": 7}]

@@ -123,6 +123,75 @@ def test_anomaly_and_gmm_documents() -> None:
     assert rows(t, "model_metrics") == [] and rows(t, "predictions") == []
 
 
+# ---- Studio's real shapes (contract section 5), each with values written out by hand -----------
+
+
+def test_a_report_keyed_by_class_index_with_classes_left_out() -> None:
+    report = {"3": {"precision": 0.5, "recall": 1.0, "f1-score": 0.6667, "support": 2},
+              "4": {"precision": 1.0, "recall": 0.5, "f1-score": 0.6667, "support": 2},
+              "accuracy": 0.75,
+              "macro avg": {"precision": 0.75, "recall": 0.75, "f1-score": 0.6667, "support": 4}}
+    doc = docs.keras_doc([docs.metrics("float32", [], report=report, confusionMatrix=[[2, 0], [1, 1]])],
+                         classNames=["go", "stop", "left", "helloworld", "noise"])
+    validate("keras", doc)
+    t = run({"keras": doc})
+    assert [(r["class"], r["precision"], r["recall"], r["f1_score"], r["support"])
+            for r in rows(t, "classification_report")] == [
+        ("3", 0.5, 1.0, 0.6667, 2.0), ("4", 1.0, 0.5, 0.6667, 2.0), ("accuracy", None, None, 0.75, None),
+        ("macro avg", 0.75, 0.75, 0.6667, 4.0)]
+    (snap,) = rows(t, "snapshots")
+    assert snap["class_names"] == ["go", "stop", "left", "helloworld", "noise"]
+
+
+def test_object_detection_without_matrix_or_report_accuracy_the_map() -> None:
+    doc = docs.keras_doc([docs.metrics("float32", [docs.window(5, 0, "bolt", "bolt", f1Score=1.0)],
+                                       accuracy=0.4213, confusionMatrix=[], report={})],
+                         mode="object-detection")
+    validate("keras", doc)
+    t = run({"keras": doc}, "keras-object-detection")
+    (m,) = rows(t, "model_metrics")
+    assert (m["accuracy"], m["n_predictions"]) == (0.4213, 1)
+    assert rows(t, "confusion_matrix") == [] and rows(t, "classification_report") == []
+
+
+def test_regression_accuracy_zero_loss_the_mse_values_as_text() -> None:
+    windows = [{"sampleId": 1, "startMs": 0, "endMs": 1000, "label": "1.50", "prediction": "1.70"},
+               {"sampleId": 2, "startMs": 0, "endMs": 1000, "label": "3.00", "prediction": "2.90"}]
+    mse = ((1.7 - 1.5) ** 2 + (2.9 - 3.0) ** 2) / 2  # 0.025
+    doc = docs.keras_doc([docs.metrics("float32", windows, accuracy=0, loss=mse, confusionMatrix=[],
+                                       report={})], mode="regression", classNames=[])
+    validate("keras", doc)
+    t = run({"keras": doc}, "keras-regression")
+    (m,) = rows(t, "model_metrics")
+    assert m["accuracy"] == 0.0 and m["loss"] == pytest.approx(0.025)
+    assert [(r["label"], r["prediction"], r["prediction_correct"]) for r in rows(t, "predictions")] == [
+        ("1.50", "1.70", None), ("3.00", "2.90", None)]
+
+
+def test_a_model_too_large_for_its_mcu_has_no_ram_figure() -> None:
+    too_large = docs.perf("cortex-m4f-80mhz", default=True, latency=812)
+    too_large["tflite"] = {"ramRequired": 0, "romRequired": 402_112, "arenaSize": 0, "modelSize": 402_112}
+    too_large["eon"] = {"ramRequired": 0, "romRequired": 402_112, "arenaSize": 0, "modelSize": 402_112}
+    doc = docs.keras_doc([docs.metrics("float32", [], onDevicePerformance=[too_large])])
+    validate("keras", doc)
+    t = run({"keras": doc})
+    assert [(r["engine"], r["latency_ms"], r["ram_bytes"], r["rom_bytes"], r["arena_bytes"], r["model_bytes"])
+            for r in rows(t, "on_device_performance")] == [
+        ("tflite", 812.0, None, 402_112, None, 402_112), ("eon", 812.0, None, 402_112, None, 402_112)]
+
+
+def test_a_gmm_training_date_without_a_time_zone_is_utc() -> None:
+    doc = docs.anomaly_doc(created="2026-10-02T10:00:00.000")
+    validate("anomaly", doc)
+    (snap,) = rows(run({"anomaly": doc, "gmm": docs.gmm_doc()}, "anomaly-gmm"), "snapshots")
+    assert snap["model_created_at"] == datetime(2026, 10, 2, 10, 0, tzinfo=UTC)
+
+
+def test_an_error_sent_as_http_200_is_named() -> None:
+    with pytest.raises(DocumentError, match=r"at \$\.success: API reported failure: Job is running"):
+        run({"keras": {"success": False, "error": "Job is running"}})
+
+
 @pytest.mark.parametrize("axes", ["[ 0, 11, 22 ]", "`[ 0, 11, 22 ]`", " [0,11,22] "])
 def test_axes_as_a_string(axes: str) -> None:
     (snap,) = rows(run({"anomaly": docs.anomaly_doc(axes=axes)}, "anomaly"), "snapshots")

@@ -69,7 +69,7 @@ def test_the_report_is_one_self_contained_file(data: DataDir, tmp_path: Path) ->
     out = tmp_path / "new" / "folder" / "report.html"
     result = write(data, out)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"report of 7 learn blocks: {out}"
+    assert result.stdout.strip() == f"report of 8 learn blocks: {out}"
     page = out.read_text()
     assert len(page) < 3_000_000
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing fetched

@@ -24,6 +24,7 @@ from ei_assets.datadir import DataDir
 from ei_assets.schema import SNAPSHOT_TABLES, relation
 from ei_assets.settings import ConfigError, resolve_data_dir
 from ei_assets.simulator import Simulator, WorldConfig
+from ei_assets.studio import LearnBlock
 from tests.servers import S3, Postgres, postgres_server, s3_server
 from tests.test_warehouse import FIRST, RETRAINED, T0, ingest
 
@@ -114,7 +115,8 @@ def test_fanned_out_refreshes_into_s3_and_ducklake_equal_the_embedded_mode(
             monkeypatch.setenv(name, value)
     lake = DataDir.open("s3://ei-scale/ei", warehouse=scale["EI_WAREHOUSE"], writable=False)
     local = DataDir.open(str(tmp_path / "embedded"), writable=False)
-    assert lake.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 14}]
+    assert lake.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [
+        {"n": 2 * len(sim.world.blocks())}]  # every block, before and after its retrain
     for name in COMPARED:
         assert rows(lake, name) == rows(local, name), name
 
@@ -174,3 +176,28 @@ def test_the_kubernetes_code_location_runs_steps_as_jobs() -> None:
     assert job.executor_def.name == "k8s"
     assert {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()} >= {
         "learn_blocks", "warehouse/budget_fit", "report"}
+
+
+def test_a_snapshot_the_ducklake_cannot_load_is_refused_alone(
+    servers: tuple[S3, Postgres, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Isolation in the scale-out mode: lake on S3, DuckLake in Postgres."""
+    s3, pg, createdb = servers
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    s3.create_bucket("refused")
+    createdb("refused")
+    data = DataDir.open("s3://refused/ei", warehouse="ducklake:postgres:" + pg.conninfo("refused"))
+    other = LearnBlock(7, "Project", 1, "Impulse", 4, "keras", "Copy", "Classification")
+    ingest(data, FIRST, T0)
+    bad = ingest(data, RETRAINED, T0, other)
+    with data.store.filesystem.open_output_stream(data.store.lake.file("predictions", 7, 4, bad)) as out:
+        out.write(b"not parquet")
+    report = data.warehouse.load()
+    assert [(f.project_id, f.learn_id, f.snapshot_id) for f in report.failed] == [(7, 4, bad)]
+    assert report.new_snapshots == 1
+    loaded = data.warehouse.query("SELECT DISTINCT learn_id FROM predictions").to_pylist()
+    assert loaded == [{"learn_id": 3}]
+    assert not [f for f in data.store.lake.files("snapshots") if "learn_id=4" in f]
+    assert data.store.raw.unloadable(7, 4, bad) is not None
+    assert data.warehouse.load().failed == []

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from ei_assets.simulator import BLOCK_TYPES, FaultPlan, Simulator, WorldConfig
+from ei_assets.simulator.world import UNSUPPORTED_BLOCK_TYPES
 from tests.oracle import validate
 
 
@@ -23,6 +24,8 @@ def metadata_paths(sim: Simulator) -> list[tuple[str, str, str]]:
     out = []
     for project, block in sim.world.blocks():
         base = f"/api/{project.id}/training"
+        if block.block_type in UNSUPPORTED_BLOCK_TYPES:
+            continue
         if block.block_type.startswith("keras"):
             out.append((project.api_key, "keras", f"{base}/keras/{block.learn_id}/metadata"))
         else:
@@ -104,15 +107,26 @@ def test_values_are_realistic(sim: Simulator) -> None:
             perf = metrics["onDevicePerformance"]
             assert sum(row["isDefault"] for row in perf) == 1
             assert len(perf) >= 3
-            profiled = [row for row in perf if row["hasPerformance"]]
-            for row in profiled:
-                assert row["eon"]["ramRequired"] < row["tflite"]["ramRequired"]
+            for row in (r for r in perf if r["hasPerformance"]):
+                if row["tflite"]["ramRequired"]:
+                    assert row["eon"]["ramRequired"] < row["tflite"]["ramRequired"]
             unprofiled = [row for row in perf if not row["hasPerformance"]]
             assert unprofiled and all(row["profilingError"] for row in unprofiled)
-            n = len(metrics["predictions"])
+            predictions = metrics["predictions"]
+            n = len(predictions)
             assert n == sim.world.config.predictions
-            correct = sum(p["predictionCorrect"] for p in metrics["predictions"])
-            assert metrics["accuracy"] == pytest.approx(correct / n)
+            if doc.get("mode") == "regression":  # accuracy 0, loss the mean squared error
+                errors = [(float(p["prediction"]) - float(p["label"])) ** 2 for p in predictions]
+                assert metrics["accuracy"] == 0
+                assert metrics["loss"] == pytest.approx(sum(errors) / n, abs=1e-6)
+            elif doc.get("mode") == "object-detection":  # no matrix, no report; accuracy the mAP
+                assert metrics["confusionMatrix"] == [] and metrics["report"] == {}
+                (map_metric,) = metrics["additionalMetrics"]
+                assert map_metric["name"] == "mAP"
+                assert metrics["accuracy"] == map_metric["fullPrecisionValue"]
+            else:
+                correct = sum(p["predictionCorrect"] for p in predictions)
+                assert metrics["accuracy"] == pytest.approx(correct / n)
         if "int8" in by_type:
             f32, i8 = by_type["float32"], by_type["int8"]
             assert i8["accuracy"] <= f32["accuracy"] + 0.05
@@ -129,6 +143,34 @@ def test_values_are_realistic(sim: Simulator) -> None:
             preds = doc["modelValidationMetrics"][0]["predictions"]
             assert any(p["boundingBoxes"] for p in preds)
             assert all(p["f1Score"] is not None for p in preds)
+
+
+def test_studio_real_shapes_in_the_default_world(sim: Simulator) -> None:
+    """Contract section 5: what real Studio exports look like, each in the default world."""
+    docs = {path: get(sim, path, key).json() for key, _, path in metadata_paths(sim)}
+    keras = {path: doc for path, doc in docs.items() if "/keras/" in path}
+    # scikit-learn reports keyed by class index; a class that never occurs is left out
+    for path, doc in keras.items():
+        for metrics in doc["modelValidationMetrics"]:
+            classes = {k for k in metrics["report"] if k not in ("accuracy", "macro avg", "weighted avg")}
+            assert all(k.isdigit() and int(k) < len(doc["classNames"]) for k in classes), path
+            occurring = {doc["classNames"].index(p[field]) for p in metrics["predictions"]
+                         for field in ("label", "prediction")} if classes else set()
+            assert classes == {str(i) for i in occurring}, path
+            if classes:
+                assert all("f1-score" in metrics["report"][k] for k in classes)
+    kws = keras["/api/100002/training/keras/6/metadata"]
+    assert min(int(k) for k in kws["modelValidationMetrics"][0]["report"] if k.isdigit()) == 3
+    # a model too large for its MCU: RAM 0, ROM the model's size
+    too_large = [row[engine] for doc in keras.values() for m in doc["modelValidationMetrics"]
+                 for row in m["onDevicePerformance"] if row["hasPerformance"]
+                 for engine in ("tflite", "eon") if row[engine]["ramRequired"] == 0]
+    assert too_large and all(f["romRequired"] == f["modelSize"] > 256_000 for f in too_large)
+    # the GMM block's training date has no time zone
+    gmm = docs["/api/100001/training/anomaly/7/metadata"]
+    assert not gmm["created"].endswith("Z") and "+" not in gmm["created"]
+    # a regression block
+    assert keras["/api/100001/training/keras/9/metadata"]["mode"] == "regression"
 
 
 def test_eon_ram_optimized_only_on_some_projects(sim: Simulator) -> None:

@@ -374,3 +374,72 @@ def test_a_load_group_too_large_for_the_memory_cap_loads_without_it(
     assert "needs more than 1MB of memory" in caplog.text
     assert (capped.new_snapshots, capped.rows) == (whole.new_snapshots, whole.rows)
     assert dump(data) == expected
+
+
+def report_entry(f1: float, support: int = 2) -> dict[str, Any]:
+    return {"precision": f1, "recall": f1, "f1-score": f1, "support": support}
+
+
+def test_class_names_come_from_the_report_index(data: DataDir) -> None:
+    """Studio keys its report by class index; "1" (snake) never occurs and is left out."""
+    f32 = {"0": report_entry(0.8), "2": report_entry(0.6), "9": report_entry(0.5), "accuracy": 0.7,
+           "weighted avg": report_entry(0.7, 4)}
+    i8 = {"0": report_entry(0.75), "2": report_entry(0.65), "9": report_entry(0.5), "accuracy": 0.7,
+          "weighted avg": report_entry(0.7, 4)}
+    doc = docs.keras_doc([docs.metrics("float32", [], report=f32), docs.metrics("int8", [], report=i8)],
+                         classNames=["idle", "snake", "wave"])
+    ingest(data, doc, T0)
+    data.warehouse.load()
+    names = q(data, "SELECT DISTINCT class, class_name FROM classification_report ORDER BY class")
+    assert [(r["class"], r["class_name"]) for r in names] == [
+        ("0", "idle"), ("2", "wave"), ("9", None), ("accuracy", None), ("weighted avg", None)]
+    deltas = q(data, "SELECT class, class_name, f1_delta FROM class_metric_deltas ORDER BY class")
+    assert [(r["class"], r["class_name"], round(r["f1_delta"], 4)) for r in deltas] == [
+        ("0", "idle", -0.05), ("2", "wave", 0.05), ("9", None, 0.0), ("weighted avg", None, 0.0)]
+
+
+def test_a_warehouse_from_before_block_identity_and_class_names_is_upgraded_in_place(
+        data: DataDir) -> None:
+    doc = docs.keras_doc([docs.metrics("float32", [w(1, "a")], report={"1": report_entry(0.9)}),
+                          docs.metrics("int8", [w(1, "b")], report={"1": report_entry(0.8)})],
+                         classNames=["idle", "wave"])
+    ingest(data, doc, T0)
+    data.warehouse.load()
+    with data.warehouse.connect() as con:  # as the previous release left it
+        con.execute("ALTER TABLE classification_report DROP COLUMN class_name")
+        con.execute("ALTER TABLE prediction_agreement DROP COLUMN project_id")
+        con.execute("ALTER TABLE prediction_agreement DROP COLUMN learn_id")
+        con.execute("DELETE FROM _schema")
+    assert data.warehouse.load().new_snapshots == 0
+    assert q(data, "SELECT class, class_name FROM class_metric_deltas") == [
+        {"class": "1", "class_name": "wave"}]
+    agreement = "SELECT DISTINCT project_id, learn_id, prediction_agreement FROM model_type_comparison"
+    assert q(data, agreement) == [{"project_id": 7, "learn_id": 3, "prediction_agreement": 0.0}]
+
+
+def test_a_value_duckdb_refuses_fails_that_snapshot_alone(data: DataDir) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ei_assets.store import UnloadableSnapshotError
+
+    other = LearnBlock(7, "Project", 1, "Impulse", 4, "keras", "Copy", "Classification")
+    ingest(data, FIRST, T0)
+    bad = ingest(data, RETRAINED, T0, other)
+    path = data.store.lake.file("predictions", 7, 4, bad)
+    rows = pq.read_table(path)  # as another writer left it: sample ids as text DuckDB cannot cast
+    pq.write_table(rows.set_column(rows.schema.get_field_index("sample_id"), "sample_id",
+                                   pa.array(["sample-x"] * rows.num_rows)), path)
+    report = data.warehouse.load()
+    assert [(f.project_id, f.learn_id, f.snapshot_id) for f in report.failed] == [(7, 4, bad)]
+    assert "Conversion Error" in report.failed[0].reason and "sample-x" in report.failed[0].reason
+    assert report.new_snapshots == 1
+    for table in ("snapshots", "predictions", "model_metrics", "on_device_performance"):
+        assert q(data, f"SELECT DISTINCT learn_id FROM {table}") == [{"learn_id": 3}], table
+    left = [f for t in ("snapshots", "predictions") for f in data.store.lake.files(t) if "learn_id=4" in f]
+    assert left == []
+    assert q(data, "SELECT learn_id, error IS NOT NULL AS failed FROM fetch_log ORDER BY 1") == [
+        {"learn_id": 3, "failed": False}, {"learn_id": 4, "failed": True}]
+    with pytest.raises(UnloadableSnapshotError, match="refused by the warehouse load"):
+        data.store.save(other, T0, {"keras": docs.encode(RETRAINED)})  # the same bytes again
+    assert data.warehouse.load().failed == []  # nothing of it is left to try

@@ -148,13 +148,14 @@ def studio_refresh(
     log_after = 0.0
 
     def on_block(block: BlockReport, done: int, total: int) -> None:
-        """Every block on the console; in the run log (each event a write to the instance's
-        storage, ~5 ms) failures and a count at most every RUN_LOG_EVERY_S."""
+        """Every fetched block on the console; in the run log (each event a write to the
+        instance's storage) failures and a count at most every RUN_LOG_EVERY_S."""
         nonlocal log_after
-        detail = block.error or f"snapshot {block.snapshot_id}"
-        line = f"[{done}/{total}] {block.block.key} {block.block.block_type}: {block.status} ({detail})"
-        progress.info(line)
         statuses[block.status] += 1
+        line = (f"[{done}/{total}] {block.block.key} {block.block.block_type}: {block.status} "
+                f"({block.error or f'snapshot {block.snapshot_id}'})")
+        if block.status != "unsupported":  # listed once, in the run's summary
+            progress.info(line)
         if block.error:
             context.log.warning(line)
         if done == total or time.monotonic() >= log_after:
@@ -167,6 +168,10 @@ def studio_refresh(
                          projects=config.projects, max_workers=studio.concurrency(),
                          on_block=on_block)
     report_sink.put(report)
+    unsupported = [b.describe() for b in report.with_status("unsupported")]
+    if unsupported:  # once per run, not per block: nothing the user can fix
+        context.log.info(f"{len(unsupported)} learn block(s) of a type with no known metadata "
+                         f"endpoint, not fetched (not an error): {', '.join(unsupported)}")
     yield from _discovery_events(context, report)
     yield from _block_events(report)
     yield from _lake_events(report, data.store.lake.table_dir)
@@ -218,18 +223,20 @@ def _block_events(report: RefreshReport) -> Iterator[dg.MaterializeResult[None] 
                       "block_type": block.block.block_type},
         )
     failures = [b.describe() for b in report.with_status("failed")]
+    unsupported = bullet_list([b.describe() for b in report.with_status("unsupported")])
     yield dg.MaterializeResult(
         asset_key=METADATA_SNAPSHOTS.key,
         metadata={
             **{f"blocks_{status}": n for status, n in report.counts().items()},
             "failures": bullet_list(failures),
-            "skipped": bullet_list([b.describe() for b in report.with_status("skipped")]),
+            "unsupported": unsupported,
         },
         check_results=[dg.AssetCheckResult(
             asset_key=METADATA_SNAPSHOTS.key, check_name="all_blocks_refreshed",
-            passed=not failures,
+            passed=not failures,  # a block of an unsupported type is listed, never a failure
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"failed": len(failures), "failures": bullet_list(failures)},
+            metadata={"failed": len(failures), "failures": bullet_list(failures),
+                      "unsupported": unsupported},
         )],
     )
 
@@ -261,20 +268,38 @@ def _warehouse_spec(table: str) -> dg.AssetSpec:
                         metadata={"dagster/column_schema": column_schema(TABLES[table])})
 
 
-@dg.multi_asset(specs=[_warehouse_spec(t) for t in WAREHOUSE_TABLES], pool=WAREHOUSE_POOL)
-def warehouse_tables(context: dg.AssetExecutionContext, data_dir: DataDirResource
+ALL_SNAPSHOTS_LOADED = dg.AssetCheckSpec(
+    "all_snapshots_loaded", asset=dg.AssetKey(["warehouse", "snapshots"]),
+    description="Every new snapshot in the lake was loaded; one the warehouse refuses is named, "
+                "taken out of the lake, and fails its learn block until its response changes.")
+
+
+@dg.multi_asset(specs=[_warehouse_spec(t) for t in WAREHOUSE_TABLES], pool=WAREHOUSE_POOL,
+                check_specs=[ALL_SNAPSHOTS_LOADED])
+def warehouse_tables(context: dg.AssetExecutionContext, data_dir: DataDirResource,
+                     report_sink: dg.ResourceParam[ReportSink]
                      ) -> Iterator[dg.MaterializeResult[None]]:
-    """Load new lake snapshots and run logs into EI_DATA_DIR/ei.duckdb, in one transaction."""
+    """Load new lake snapshots and run logs into the warehouse, a group of snapshots per
+    transaction; a snapshot that cannot be loaded is refused alone."""
     warehouse = data_dir.open().warehouse
     report = warehouse.load()
-    _say(context, f"warehouse: {report.new_snapshots} new snapshots loaded")
+    report_sink.put_load(report)
+    refused = [failure.describe() for failure in report.failed]
+    for failure in refused:  # the CLI lists them in its summary
+        context.log.error(failure)
+    _say(context, f"warehouse: {report.new_snapshots} new snapshots loaded"
+                  + (f", {len(refused)} refused" if refused else ""))
     counts = warehouse.row_counts(WAREHOUSE_TABLES)
     for table in WAREHOUSE_TABLES:
+        checks = [] if table != "snapshots" else [dg.AssetCheckResult(
+            check_name=ALL_SNAPSHOTS_LOADED.name, passed=not refused,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"refused": len(refused), "failures": bullet_list(refused)})]
         yield dg.MaterializeResult(asset_key=["warehouse", table], metadata={
             "dagster/row_count": counts[table],
             "rows_added": report.rows.get(table, 0),
             "dagster/column_schema": column_schema(TABLES[table]),
-        })
+        }, check_results=checks)
 
 
 @dg.multi_asset(

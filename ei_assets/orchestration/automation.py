@@ -82,7 +82,7 @@ def learn_block_partitions_sensor(
 
 PROFILING_PENDING_SQL = """
 SELECT DISTINCT s.project_id, s.learn_id, s.snapshot_id
-FROM latest_snapshots s JOIN model_metrics m USING (snapshot_id)
+FROM latest_snapshots s JOIN model_metrics m USING (project_id, learn_id, snapshot_id)
 WHERE m.profiling_pending AND s.last_fetched_at < ?
 ORDER BY 1, 2
 """

@@ -10,7 +10,9 @@ import dagster as dg
 from ei_assets.orchestration.resources import DataDirResource
 from ei_assets.schema import PUBLIC_VIEWS, WAREHOUSE_TABLES
 
-LATEST = "snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)"
+# A snapshot belongs to one learn block: two blocks with identical responses share its id.
+LATEST = ("(project_id, learn_id, snapshot_id) IN "
+          "(SELECT project_id, learn_id, snapshot_id FROM latest_snapshots)")
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ WAREHOUSE_CHECKS = (
            ERROR, "missing", f"""
         SELECT m.project_id, m.learn_id, m.snapshot_id, m.model_type
         FROM model_metrics m
-        WHERE m.{LATEST} AND NOT m.profiling_pending AND NOT m.profiling_failed
+        WHERE {LATEST} AND NOT m.profiling_pending AND NOT m.profiling_failed
           AND NOT EXISTS (SELECT 1 FROM on_device_performance p
-                          WHERE p.snapshot_id = m.snapshot_id AND p.model_type = m.model_type
+                          WHERE p.project_id = m.project_id AND p.learn_id = m.learn_id
+                            AND p.snapshot_id = m.snapshot_id AND p.model_type = m.model_type
                             AND p.is_default)
         ORDER BY 1, 2, 4"""),
     _Check("equal_prediction_counts", "predictions",
@@ -75,7 +78,7 @@ WAREHOUSE_CHECKS = (
         HAVING count(DISTINCT n_predictions) > 1"""),
     _Check("recommended_model_fits_budget", "budget_fit",
            "The latest model of each block's recommended type fits the project's selected "
-           "application budget on its selected target.", WARN, "over_budget", f"""
+           "application budget on its selected target.", WARN, "over_budget", """
         SELECT f.project_id, f.learn_id, f.model_type, f.engine, f.mcu,
                concat_ws('; ',
                    CASE WHEN f.latency_headroom < 0 THEN 'latency ' || round(f.latency_ms, 3) ||
@@ -85,8 +88,8 @@ WAREHOUSE_CHECKS = (
                         f.ram_budget_bytes || ' B (+' || -f.ram_headroom || ' B)' END,
                    CASE WHEN f.rom_headroom < 0 THEN 'ROM ' || f.rom_bytes || ' B > ' ||
                         f.rom_budget_bytes || ' B (+' || -f.rom_headroom || ' B)' END) AS overshoot
-        FROM budget_fit f JOIN latest_snapshots s USING (snapshot_id)
-        WHERE f.{LATEST} AND f.model_type = s.recommended_model_type AND NOT f.fits
+        FROM budget_fit f JOIN latest_snapshots s USING (project_id, learn_id, snapshot_id)
+        WHERE f.model_type = s.recommended_model_type AND NOT f.fits
         ORDER BY 1, 2, 4"""),
 )
 

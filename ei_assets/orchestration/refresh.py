@@ -16,6 +16,7 @@ from ei_assets.orchestration.resources import ReportSink
 from ei_assets.process_lock import file_lock, is_alive_here, process_identity
 from ei_assets.progress import progress
 from ei_assets.refresh import RefreshReport
+from ei_assets.warehouse import LoadReport
 
 PROCESS_TAG = "ei_assets/process"  # host:pid:start of the process executing a CLI run
 INSTANCE_LOCK = ".ei_assets-instance.lock"
@@ -35,11 +36,12 @@ class RunOutcome:
     run_id: str
     report: RefreshReport | None
     step_errors: list[str] = field(default_factory=list)
+    load: LoadReport | None = None  # the warehouse step's, if it ran
 
     @property
     def all_refreshed(self) -> bool:
         return (self.success and not self.step_errors and self.report is not None
-                and self.report.all_refreshed)
+                and self.report.all_refreshed and not (self.load and self.load.failed))
 
 
 def ensure_instance_home(path: str) -> str:
@@ -106,7 +108,8 @@ def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
                                   **refresh_run_config(blocks or [], projects or [])}
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                     tags={PROCESS_TAG: process_identity()})
-    outcome = RunOutcome(success=result.success, run_id=result.run_id, report=sink.last)
+    outcome = RunOutcome(success=result.success, run_id=result.run_id, report=sink.last,
+                         load=sink.load)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
             error = event.step_failure_data.error

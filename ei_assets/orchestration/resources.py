@@ -25,7 +25,7 @@ from ei_assets.settings import (
     parse_max_concurrency,
 )
 from ei_assets.studio import RetryPolicy, StudioClient
-from ei_assets.warehouse import Thresholds
+from ei_assets.warehouse import LoadReport, Thresholds
 
 
 class StudioResource(dg.ConfigurableResource["StudioResource"]):
@@ -92,11 +92,15 @@ class DataDirResource(dg.ConfigurableResource["DataDirResource"]):
 
 
 class ReportSink:
-    """Where the refresh asset hands its RefreshReport: the CLI passes one and reads it after the
-    run, instead of parsing UI metadata."""
+    """Where the refresh and warehouse assets hand their reports: the CLI passes one and reads
+    them after the run, instead of parsing UI metadata."""
 
     def __init__(self) -> None:
         self.last: RefreshReport | None = None
+        self.load: LoadReport | None = None
 
     def put(self, report: RefreshReport) -> None:
         self.last = report
+
+    def put_load(self, report: LoadReport) -> None:
+        self.load = report

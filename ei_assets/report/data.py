@@ -20,13 +20,15 @@ SNAPSHOTS_SQL = """
 SELECT project_id, learn_id, snapshot_id, epoch(model_created_at) AS x, recommended_model_type
 FROM snapshots ORDER BY project_id, learn_id, model_created_at, first_fetched_at, snapshot_id
 """
-ACCURACY_SQL = "SELECT snapshot_id, model_type, accuracy FROM model_metrics"
+ACCURACY_SQL = "SELECT project_id, learn_id, snapshot_id, model_type, accuracy FROM model_metrics"
 PERFORMANCE_SQL = """
-SELECT snapshot_id, model_type, mcu, device_name, is_default, engine, latency_ms, ram_bytes, rom_bytes
+SELECT project_id, learn_id, snapshot_id, model_type, mcu, device_name, is_default, engine,
+       latency_ms, ram_bytes, rom_bytes
 FROM on_device_performance
 """
 FLIPS_SQL = """
-SELECT snapshot_id, model_type, count(*) AS flips FROM prediction_disagreements GROUP BY ALL
+SELECT project_id, learn_id, snapshot_id, model_type, count(*) AS flips
+FROM prediction_disagreements GROUP BY ALL
 """
 BUDGETS_SQL = """
 SELECT DISTINCT project_id, mcu, latency_budget_ms, ram_budget_bytes, rom_budget_bytes
@@ -34,10 +36,15 @@ FROM budget_fit
 """
 LATEST_FIT_SQL = """
 SELECT f.project_id, f.learn_id, bool_or(f.fits) AS fits
-FROM budget_fit f JOIN latest_snapshots s USING (snapshot_id)
+FROM budget_fit f JOIN latest_snapshots s USING (project_id, learn_id, snapshot_id)
 WHERE f.model_type = s.recommended_model_type GROUP BY ALL
 """
 FIGURES = ("latency", "ram", "rom")
+Key = tuple[int, int, str]  # a snapshot of one learn block: (project_id, learn_id, snapshot_id)
+
+
+def _key(row: dict[str, Any]) -> Key:
+    return row["project_id"], row["learn_id"], row["snapshot_id"]
 
 
 def _rows(reader: Reader, sql: str) -> list[dict[str, Any]]:
@@ -50,12 +57,11 @@ def report_data(warehouse: Warehouse) -> list[dict[str, Any]]:
         snapshots: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         for row in _rows(reader, SNAPSHOTS_SQL):
             snapshots[(row["project_id"], row["learn_id"])].append(row)
-        accuracy = {(r["snapshot_id"], r["model_type"]): r["accuracy"]
-                    for r in _rows(reader, ACCURACY_SQL)}
-        flips = {(r["snapshot_id"], r["model_type"]): r["flips"] for r in _rows(reader, FLIPS_SQL)}
-        performance: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        accuracy = {(*_key(r), r["model_type"]): r["accuracy"] for r in _rows(reader, ACCURACY_SQL)}
+        flips = {(*_key(r), r["model_type"]): r["flips"] for r in _rows(reader, FLIPS_SQL)}
+        performance: dict[Key, list[dict[str, Any]]] = defaultdict(list)
         for row in _rows(reader, PERFORMANCE_SQL):
-            performance[row["snapshot_id"]].append(row)
+            performance[_key(row)].append(row)
         budgets = {(r["project_id"], r["mcu"]): r for r in _rows(reader, BUDGETS_SQL)}
         fits = {(r["project_id"], r["learn_id"]): r["fits"] for r in _rows(reader, LATEST_FIT_SQL)}
         block_rows = _rows(reader, BLOCKS_SQL)
@@ -63,7 +69,8 @@ def report_data(warehouse: Warehouse) -> list[dict[str, Any]]:
     for block in block_rows:
         key = (block["project_id"], block["learn_id"])
         ids = [s["snapshot_id"] for s in snapshots[key]]
-        model_types = sorted({mt for (sid, mt) in accuracy if sid in set(ids)},
+        keys = [_key(s) for s in snapshots[key]]
+        model_types = sorted({mt for (*k, mt) in accuracy if tuple(k) in set(keys)},
                              key=lambda t: (t != "float32", t))
         blocks.append({
             **block,
@@ -72,24 +79,24 @@ def report_data(warehouse: Warehouse) -> list[dict[str, Any]]:
             "snapshots": ids,
             "recommended": snapshots[key][-1]["recommended_model_type"],
             "model_types": model_types,
-            "accuracy": {mt: [accuracy.get((sid, mt)) for sid in ids] for mt in model_types},
-            "flips": {mt: [flips.get((sid, mt), 0) for sid in ids]
+            "accuracy": {mt: [accuracy.get((*k, mt)) for k in keys] for mt in model_types},
+            "flips": {mt: [flips.get((*k, mt), 0) for k in keys]
                       for mt in model_types if mt != "float32"},
-            "targets": _targets(ids, model_types, performance, budgets, block["project_id"]),
+            "targets": _targets(keys, model_types, performance, budgets, block["project_id"]),
             "fits": fits.get(key),
         })
     return blocks
 
 
-def _targets(ids: list[str], model_types: list[str], performance: dict[str, list[dict[str, Any]]],
+def _targets(keys: list[Key], model_types: list[str], performance: dict[Key, list[dict[str, Any]]],
              budgets: dict[tuple[int, str], dict[str, Any]], project_id: int) -> list[dict[str, Any]]:
     """Every (target, engine) profiled in any snapshot, the default target's best engine first."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for index, sid in enumerate(ids):
-        for row in performance.get(sid, []):
+    for index, key in enumerate(keys):
+        for row in performance.get(key, []):
             target = found.setdefault((row["mcu"], row["engine"]), {
                 "mcu": row["mcu"], "engine": row["engine"], "device_name": row["device_name"],
-                "is_default": False, **{f: {mt: [None] * len(ids) for mt in model_types} for f in FIGURES},
+                "is_default": False, **{f: {mt: [None] * len(keys) for mt in model_types} for f in FIGURES},
             })
             target["is_default"] |= bool(row["is_default"])
             if row["model_type"] in model_types:

@@ -118,10 +118,12 @@ def _windows(n: int, block: BlockSpec) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _classifier_predictions(
-    rng: np.random.Generator, model: _Model, classes: tuple[str, ...], n: int, model_types: tuple[str, ...]
+    rng: np.random.Generator, model: _Model, classes: tuple[str, ...], n: int,
+    model_types: tuple[str, ...], absent: int = 0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """True class index per window, and predicted class index per window for each model type."""
-    k = len(classes)
+    # classes below `absent` never occur, neither as truth nor as prediction
+    k = len(classes) - absent
     truth = rng.integers(0, k, n)
     correct = rng.random(n) < model.accuracy
     wrong_shift = rng.integers(1, max(k, 2), n)
@@ -135,27 +137,33 @@ def _classifier_predictions(
             np.where(draw < flip, (truth + wrong_shift) % k, base),
             np.where(draw < fix, truth, base),
         )
-        predicted[model_type] = flipped
-    return truth, predicted
+        predicted[model_type] = flipped + absent
+    return truth + absent, predicted
 
 
-def _report(classes: tuple[str, ...], matrix: np.ndarray) -> Doc:
+def _report(matrix: np.ndarray) -> Doc:
+    """scikit-learn's classification_report as Studio sends it: keyed by class index ("0", "1", …),
+    a class that occurs neither as truth nor as prediction left out, averages over the others."""
     report: Doc = {}
+    occurs = (matrix.sum(axis=1) + matrix.sum(axis=0)) > 0
+    index = np.flatnonzero(occurs)
+    matrix = matrix[np.ix_(index, index)]
     support = matrix.sum(axis=1)
     predicted = matrix.sum(axis=0)
     diag = np.diag(matrix)
-    precision = np.divide(diag, predicted, out=np.zeros(len(classes)), where=predicted > 0)
-    recall = np.divide(diag, support, out=np.zeros(len(classes)), where=support > 0)
+    k = len(index)
+    precision = np.divide(diag, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(diag, support, out=np.zeros(k), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall,
-                   out=np.zeros(len(classes)), where=(precision + recall) > 0)
-    for i, name in enumerate(classes):
-        report[name] = {"precision": float(precision[i]), "recall": float(recall[i]),
-                        "f1-score": float(f1[i]), "support": int(support[i])}
+                   out=np.zeros(k), where=(precision + recall) > 0)
+    for i, class_index in enumerate(index):
+        report[str(class_index)] = {"precision": float(precision[i]), "recall": float(recall[i]),
+                                    "f1-score": float(f1[i]), "support": int(support[i])}
     total = int(support.sum())
     report["accuracy"] = float(diag.sum() / total) if total else 0.0
     report["macro avg"] = {"precision": float(precision.mean()), "recall": float(recall.mean()),
                            "f1-score": float(f1.mean()), "support": total}
-    weights = support / total if total else np.zeros(len(classes))
+    weights = support / total if total else np.zeros(k)
     report["weighted avg"] = {"precision": float((precision * weights).sum()),
                               "recall": float((recall * weights).sum()),
                               "f1-score": float((f1 * weights).sum()), "support": total}
@@ -185,6 +193,11 @@ def _performance(
             rows.append(row)
             continue
         row |= _engine_figures(block, model, target, size, speed, rng, project.has_eon_ram_optimized)
+        for engine in ("tflite", "eon", "eon_ram_optimized"):
+            figures = row.get(engine)
+            if figures and target.max_model_bytes and figures["modelSize"] > target.max_model_bytes:
+                # too large for the target: no RAM figure, ROM is the model's size
+                figures |= {"ramRequired": 0, "romRequired": figures["modelSize"], "arenaSize": 0}
         if target.custom_metrics:
             row["customMetrics"] = [
                 {"name": name, "value": f"{row['latency'] * 0.021:.3f} {unit}"}
@@ -225,6 +238,8 @@ def _threshold(key: str, description: str, help_text: str, value: float | str, *
 
 
 def _thresholds(block: BlockSpec, model: _Model) -> list[Doc]:
+    if block.block_type == "keras-regression":
+        return []
     if block.block_type == "keras":
         return [_threshold("minConfidenceRating", "Minimum confidence rating",
                            "Below this confidence a window is classified as uncertain.", 0.6)]
@@ -271,9 +286,9 @@ def _additional_metrics(block: BlockSpec, report: Doc, accuracy: float) -> list[
         f1 = report["weighted avg"]["f1-score"]
         return [{"name": "Weighted average F1 score", "value": f"{f1:.2f}",
                  "fullPrecisionValue": f1, "tooltipText": "F1 across classes, weighted by support"}]
-    if block.block_type == "keras-object-detection":
-        return [{"name": "mAP", "value": f"{accuracy * 0.9:.2f}",
-                 "fullPrecisionValue": accuracy * 0.9,
+    if block.block_type == "keras-object-detection":  # accuracy is the mAP here
+        return [{"name": "mAP", "value": f"{accuracy:.2f}",
+                 "fullPrecisionValue": accuracy,
                  "link": "https://docs.edgeimpulse.com/docs/edge-impulse-studio/learning-blocks/object-detection"}]
     if block.block_type == "keras-visual-anomaly":
         return [{"name": "Area under ROC curve", "value": f"{accuracy:.2f}",
@@ -291,12 +306,15 @@ def metadata_document(
     n = world.predictions(block.block_type)
     sample_ids, starts, ends = _windows(n, block)
     rows = []
-    if block.block_type in ("keras", "keras-object-detection", "anomaly", "anomaly-gmm"):
+    if block.block_type == "keras-regression":
+        rows = _regression_rows(world, project, block, state, model, rng, now, sample_ids, starts, ends)
+    elif block.block_type in ("keras", "keras-object-detection", "anomaly", "anomaly-gmm"):
         classes = block.classes
         anomaly = block.block_type.startswith("anomaly")
         if anomaly:
             classes = ("no anomaly", "anomaly")
-        truth, predicted = _classifier_predictions(rng, model, classes, n, block.model_types)
+        truth, predicted = _classifier_predictions(rng, model, classes, n, block.model_types,
+                                                   block.absent_classes)
         for model_type in block.model_types:
             pred = predicted[model_type]
             k = len(classes)
@@ -306,6 +324,10 @@ def metadata_document(
             loss = model.loss * (1.0 + (0.15 if model_type != "float32" else 0.0))
             if block.block_type == "keras-object-detection":
                 predictions = _detections(rng, classes, sample_ids, truth, pred, model_type)
+                # Studio sends no matrix and no report for object detection; accuracy is the mAP
+                rows.append(_metrics_row(world, project, block, state, model, model_type, predictions,
+                                         [], {}, round(accuracy * 0.9, 6), loss, rng, now))
+                continue
             else:
                 predictions = [
                     {"sampleId": int(s), "startMs": float(a), "endMs": float(b),
@@ -318,7 +340,7 @@ def metadata_document(
             empty = block.block_type == "anomaly-gmm"
             rows.append(_metrics_row(
                 world, project, block, state, model, model_type, predictions,
-                [] if empty else matrix.tolist(), {} if empty else _report(classes, matrix),
+                [] if empty else matrix.tolist(), {} if empty else _report(matrix),
                 accuracy, loss, rng, now,
             ))
     else:  # keras-visual-anomaly: n x n anomaly score grids, empty matrix and report
@@ -343,7 +365,9 @@ def metadata_document(
                                      predictions, [], {}, accuracy, model.loss, rng, now))
     common: Doc = {
         "success": True,
-        "created": _iso(state.created),
+        # GMM blocks send their training date without a time zone (it is UTC)
+        "created": _iso(state.created).removesuffix("Z") if block.block_type == "anomaly-gmm"
+        else _iso(state.created),
         "availableModelTypes": list(block.model_types),
         "recommendedModelType": "int8" if "int8" in block.model_types else "float32",
         "modelValidationMetrics": rows,
@@ -378,6 +402,7 @@ def _keras_fields(block: BlockSpec, n: int, exclude_labels: bool) -> Doc:
         "keras": "classification",
         "keras-object-detection": "object-detection",
         "keras-visual-anomaly": "visual-anomaly",
+        "keras-regression": "regression",
     }[block.block_type]
     fields: Doc = {
         "layers": [{"input": {"shape": 39 if mode == "classification" else 27648,
@@ -385,13 +410,35 @@ def _keras_fields(block: BlockSpec, n: int, exclude_labels: bool) -> Doc:
                     "output": {"shape": len(block.classes), "name": "Identity:0",
                                "type": "<dtype: 'float32'>"}}],
         "classNames": list(block.classes),
-        "labels": [] if exclude_labels else [block.classes[i % len(block.classes)] for i in range(n)],
+        "labels": [] if exclude_labels or not block.classes
+        else [block.classes[i % len(block.classes)] for i in range(n)],
         "mode": mode,
         "imageInputScaling": "0..1",
     }
     if mode == "object-detection":
         fields["objectDetectionLastLayer"] = "fomo"
     return fields
+
+
+def _regression_rows(
+    world: World, project: ProjectSpec, block: BlockSpec, state: BlockState, model: _Model,
+    rng: np.random.Generator, now: float, sample_ids: np.ndarray, starts: np.ndarray,
+    ends: np.ndarray,
+) -> list[Doc]:
+    """A regression block as Studio sends it: values as text, accuracy 0, loss the mean squared
+    error of the predictions, no confusion matrix and no report."""
+    truth = np.round(rng.uniform(0.0, 10.0, len(sample_ids)), 2)
+    rows = []
+    for model_type in block.model_types:
+        noise = 0.25 if model_type == "float32" else 0.3
+        predicted = np.round(truth + rng.normal(0.0, noise, len(truth)), 2)
+        mse = round(float(np.mean((predicted - truth) ** 2)), 6) if len(truth) else 0.0
+        predictions = [{"sampleId": int(s), "startMs": float(a), "endMs": float(b),
+                        "label": f"{t:.2f}", "prediction": f"{p:.2f}"}
+                       for s, a, b, t, p in zip(sample_ids, starts, ends, truth, predicted, strict=True)]
+        rows.append(_metrics_row(world, project, block, state, model, model_type, predictions,
+                                 [], {}, 0.0, mse, rng, now))
+    return rows
 
 
 def _detections(

@@ -11,7 +11,7 @@ import hashlib
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 
@@ -22,10 +22,12 @@ class Target:
     speed: float  # latency multiplier against a Cortex-M4F at 80 MHz
     profiling_error: str | None = None
     custom_metrics: tuple[tuple[str, str], ...] = ()
+    # a model larger than this does not fit: Studio then reports RAM 0 and ROM = the model's size
+    max_model_bytes: int | None = None
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("cortex-m4f-80mhz", "Cortex-M4F 80MHz", 1.0),
+    Target("cortex-m4f-80mhz", "Cortex-M4F 80MHz", 1.0, max_model_bytes=256_000),
     Target("cortex-m7-216mhz", "Cortex-M7 216MHz", 0.28),
     Target(
         "espressif-esp32",
@@ -45,7 +47,10 @@ TARGETS: tuple[Target, ...] = (
     Target("ti-am62x", "TI AM62x (Cortex-A53 1.4GHz)", 0.05),
 )
 
-BLOCK_TYPES = ("keras", "anomaly", "anomaly-gmm", "keras-visual-anomaly", "keras-object-detection")
+BLOCK_TYPES = ("keras", "anomaly", "anomaly-gmm", "keras-visual-anomaly", "keras-object-detection",
+               "keras-regression")
+# Learn block types Studio has and no metadata endpoint serves (ei_assets lists them as unsupported)
+UNSUPPORTED_BLOCK_TYPES = ("vlm",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class BlockSpec:
     latency_ms: float
     ram_bytes: int
     rom_bytes: int
+    # leading classes that never occur in the validation set: Studio's report (scikit-learn's)
+    # then leaves their keys out, so its keys start at this index
+    absent_classes: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ class WorldConfig:
     # per block type, overriding `predictions` (e.g. (("keras-visual-anomaly", 3000),))
     predictions_by_type: tuple[tuple[str, int], ...] = ()
     akida: bool = False  # the classifiers of the scaled layout also have an akida build
+    # learn blocks of types no metadata endpoint serves (e.g. "vlm"), added to the first project
+    unsupported_blocks: tuple[str, ...] = ()
     grid: int = 8  # visual anomaly grid size (n x n)
     targets: int = 4
     profiling_seconds: float = 2.0
@@ -142,7 +152,20 @@ def _block(learn_id: int, block_type: str, variant: int = 0, akida: bool = False
             learn_id, "keras-object-detection", "Object detection", "Object detection (FOMO)",
             ("bolt", "nut", "washer"), ("float32", "int8"), 640.0, 240_000, 82_000,
         )
+    if block_type == "keras-regression":
+        return BlockSpec(
+            learn_id, "keras-regression", "Regression", "Regression (vibration severity)",
+            (), ("float32", "int8"), 1.5, 4_000, 24_000,
+        )
+    if block_type in UNSUPPORTED_BLOCK_TYPES:
+        return BlockSpec(learn_id, block_type, "Visual language model", "VLM", (), (), 0.0, 0, 0)
     raise ValueError(f"unknown block type {block_type!r}")
+
+
+def _keyword_spotter(learn_id: int) -> BlockSpec:
+    """A keyword classifier whose validation set lacks its first three classes (report keys "3"…)."""
+    return replace(_block(learn_id, "keras", 1), name="Keyword classifier (5 words)",
+                   classes=("go", "stop", "left", "helloworld", "noise"), absent_classes=3)
 
 
 def _api_key(seed: int, project_id: int) -> str:
@@ -160,6 +183,7 @@ def _default_layout(index: int) -> tuple[str, str, tuple[ImpulseSpec, ...], bool
                 ImpulseSpec(1, "Vibration classifier", "time-series",
                             (_block(3, "keras"), _block(4, "anomaly"))),
                 ImpulseSpec(5, "Vibration anomaly (GMM)", "time-series", (_block(7, "anomaly-gmm"),)),
+                ImpulseSpec(8, "Vibration severity", "time-series", (_block(9, "keras-regression"),)),
             ),
             True,
             "cortex-m4f-80mhz",
@@ -170,7 +194,8 @@ def _default_layout(index: int) -> tuple[str, str, tuple[ImpulseSpec, ...], bool
             "time-series",
             (
                 ImpulseSpec(1, "KWS MFCC", "time-series", (_block(3, "keras", 1, akida=True),)),
-                ImpulseSpec(4, "KWS MFE small", "time-series", (_block(6, "keras", 1),)),
+                # trained on a data set whose first classes were since removed
+                ImpulseSpec(4, "KWS MFE small", "time-series", (_keyword_spotter(6),)),
             ),
             False,
             "cortex-m4f-80mhz",
@@ -227,6 +252,9 @@ class World:
                 )
             if index >= 3:
                 name = f"{name} #{index + 1}"
+            if index == 0 and self.config.unsupported_blocks:
+                impulses += (ImpulseSpec(90, "Unsupported blocks", input_type, tuple(
+                    _block(91 + i, kind) for i, kind in enumerate(self.config.unsupported_blocks))),)
             self.projects[project_id] = ProjectSpec(
                 id=project_id,
                 name=name,

@@ -8,7 +8,8 @@ SELECT project_id, learn_id, mcu, engine,
        round(rom_ratio, 2) AS rom_ratio,
        round(prediction_agreement, 3) AS agreement
 FROM model_type_comparison
-WHERE model_type = 'int8' AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+JOIN latest_snapshots USING (project_id, learn_id, snapshot_id)
+WHERE model_type = 'int8'
 ORDER BY project_id, learn_id, mcu, engine;
 
 -- name: regressed_retrains
@@ -27,7 +28,7 @@ ORDER BY project_id, learn_id, model_type, mcu, engine, model_created_at;
 SELECT d.project_id, d.learn_id, d.sample_id, d.start_ms, d.label,
        d.baseline_prediction AS float32, d.prediction AS int8, d.prediction_correct AS int8_correct
 FROM prediction_disagreements d
-JOIN latest_snapshots USING (snapshot_id)
+JOIN latest_snapshots USING (project_id, learn_id, snapshot_id)
 WHERE d.model_type = 'int8'
 ORDER BY d.project_id, d.learn_id, d.sample_id, d.start_ms;
 
@@ -39,7 +40,8 @@ SELECT project_id || '-' || learn_id AS block, model_type, mcu AS target, engine
        round(ram_ratio, 2) AS ram_x, round(rom_ratio, 2) AS rom_x,
        round(prediction_agreement, 3) AS agreement
 FROM model_type_comparison
-WHERE is_default AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+JOIN latest_snapshots USING (project_id, learn_id, snapshot_id)
+WHERE is_default
 ORDER BY project_id, learn_id, model_type, engine;
 
 -- name: latest_budget_fit
@@ -48,16 +50,17 @@ ORDER BY project_id, learn_id, model_type, engine;
 SELECT project_id, learn_id, model_type, engine, mcu, fits,
        round(latency_headroom, 3) AS latency_headroom_ms, ram_headroom, rom_headroom
 FROM budget_fit
-WHERE snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
+JOIN latest_snapshots USING (project_id, learn_id, snapshot_id)
 ORDER BY project_id, learn_id, model_type, engine;
 
 -- name: classes_int8_hurts
--- Which classes int8 hurts, by how much, with support, in the latest models.
-SELECT project_id, learn_id, class, round(f1_delta, 4) AS f1_delta,
+-- Which classes int8 hurts, by how much, with support, in the latest models (by name; the
+-- averages under their keys).
+SELECT project_id, learn_id, coalesce(class_name, class) AS class, round(f1_delta, 4) AS f1_delta,
        round(precision_delta, 4) AS precision_delta, round(recall_delta, 4) AS recall_delta, support
 FROM class_metric_deltas
+JOIN latest_snapshots USING (project_id, learn_id, snapshot_id)
 WHERE model_type = 'int8' AND f1_delta < 0
-  AND snapshot_id IN (SELECT snapshot_id FROM latest_snapshots)
 ORDER BY f1_delta, project_id, learn_id, class;
 
 -- name: anomaly_drift

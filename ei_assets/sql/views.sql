@@ -1,6 +1,8 @@
 -- Comparisons of model types over time. Baseline: float32. Deltas are value - baseline; ratios
 -- value / baseline, NULL where the baseline is NULL or 0. {accuracy_drop} and {resource_rise}
 -- are filled in from Python numbers (the regression thresholds), never from API values.
+-- A snapshot belongs to one learn block (two blocks with identical responses share a snapshot
+-- id), so every join matches project_id, learn_id and snapshot_id.
 
 -- The state of each learn block as last fetched.
 CREATE OR REPLACE VIEW latest_snapshots AS
@@ -25,15 +27,20 @@ SELECT s.project_id, s.learn_id, s.snapshot_id, s.model_created_at, s.first_fetc
        CASE WHEN m.model_type = 'float32' THEN 1.0 ELSE agreement.prediction_agreement END
            AS prediction_agreement
 FROM model_metrics m
-JOIN snapshots s ON s.snapshot_id = m.snapshot_id
-LEFT JOIN model_metrics bm ON bm.snapshot_id = m.snapshot_id AND bm.model_type = 'float32'
+JOIN snapshots s
+  ON s.project_id = m.project_id AND s.learn_id = m.learn_id AND s.snapshot_id = m.snapshot_id
+LEFT JOIN model_metrics bm
+  ON bm.project_id = m.project_id AND bm.learn_id = m.learn_id AND bm.snapshot_id = m.snapshot_id
+ AND bm.model_type = 'float32'
 LEFT JOIN on_device_performance perf
-  ON perf.snapshot_id = m.snapshot_id AND perf.model_type = m.model_type
+  ON perf.project_id = m.project_id AND perf.learn_id = m.learn_id
+ AND perf.snapshot_id = m.snapshot_id AND perf.model_type = m.model_type
 LEFT JOIN on_device_performance bp
-  ON bp.snapshot_id = m.snapshot_id AND bp.model_type = 'float32'
- AND bp.mcu = perf.mcu AND bp.engine = perf.engine
+  ON bp.project_id = m.project_id AND bp.learn_id = m.learn_id AND bp.snapshot_id = m.snapshot_id
+ AND bp.model_type = 'float32' AND bp.mcu = perf.mcu AND bp.engine = perf.engine
 LEFT JOIN prediction_agreement agreement
-  ON agreement.snapshot_id = m.snapshot_id AND agreement.model_type = m.model_type;
+  ON agreement.project_id = m.project_id AND agreement.learn_id = m.learn_id
+ AND agreement.snapshot_id = m.snapshot_id AND agreement.model_type = m.model_type;
 
 CREATE OR REPLACE VIEW model_type_comparison AS
 SELECT * FROM model_type_pairs WHERE model_type <> 'float32';
@@ -102,14 +109,15 @@ LEFT JOIN budget b ON b.project_id = p.project_id;
 -- Which classes a model type hurts against float32, per classification report entry (the
 -- averages under their own keys; the scalar accuracy entry left out).
 CREATE OR REPLACE VIEW class_metric_deltas AS
-SELECT r.project_id, r.learn_id, r.snapshot_id, r.model_type, r.class,
+SELECT r.project_id, r.learn_id, r.snapshot_id, r.model_type, r.class, r.class_name,
        r.precision, b.precision AS baseline_precision, r.precision - b.precision AS precision_delta,
        r.recall, b.recall AS baseline_recall, r.recall - b.recall AS recall_delta,
        r.f1_score, b.f1_score AS baseline_f1_score, r.f1_score - b.f1_score AS f1_delta,
        r.support
 FROM classification_report r
 LEFT JOIN classification_report b
-  ON b.snapshot_id = r.snapshot_id AND b.model_type = 'float32' AND b.class = r.class
+  ON b.project_id = r.project_id AND b.learn_id = r.learn_id AND b.snapshot_id = r.snapshot_id
+ AND b.model_type = 'float32' AND b.class = r.class
 WHERE r.model_type <> 'float32'
   AND NOT (r.class = 'accuracy' AND r.precision IS NULL AND r.recall IS NULL AND r.support IS NULL);
 
@@ -121,6 +129,6 @@ SELECT a.project_id, a.learn_id, a.snapshot_id, s.model_created_at, a.model_type
        lag(a.snapshot_id) OVER w AS previous_snapshot_id,
        a.score_p95 - lag(a.score_p95) OVER w AS p95_change
 FROM anomaly_score_stats a
-JOIN snapshots s ON s.snapshot_id = a.snapshot_id
+JOIN snapshots s USING (project_id, learn_id, snapshot_id)
 WINDOW w AS (PARTITION BY a.project_id, a.learn_id, a.model_type
              ORDER BY s.model_created_at, s.first_fetched_at, a.snapshot_id);
