@@ -29,9 +29,9 @@ def _child(kind: str, body_path: str, queue: mp.Queue) -> None:
     import orjson
     import pyarrow.fs as pafs
 
-    from ei_assets.flatten import flatten
+    from ei_assets.ingest.flatten import flatten
+    from ei_assets.pipeline.saving import DataStore
     from ei_assets.snapshot import Snapshot
-    from ei_assets.store import DataStore
     from ei_assets.studio import LearnBlock
 
     block = LearnBlock(1, "bench", 1, "bench", 3, "keras", "bench", "bench")
@@ -69,7 +69,7 @@ def _warm_up(kind: str, block: object) -> None:
     import pyarrow.fs as pafs
 
     from bench.bodies import classifier_body, visual_anomaly_body
-    from ei_assets.store import DataStore
+    from ei_assets.pipeline.saving import DataStore
 
     for small in (classifier_body(200), visual_anomaly_body(50)):
         folder = tempfile.mkdtemp(prefix="ei-bench-warm-")

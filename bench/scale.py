@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ei_assets.datadir import DataDir
-from ei_assets.refresh import RefreshReport, refresh
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.refresh import RefreshResult, refresh
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
 from ei_assets.studio import StudioClient
@@ -41,7 +41,7 @@ class S3Requests(logging.Handler):
             self.counts[match.group(1)] += 1
 
 
-def run_refresh(sim: Simulator, data: DataDir) -> tuple[RefreshReport, float, float]:
+def run_refresh(sim: Simulator, data: DataDir) -> tuple[RefreshResult, float, float]:
     keys = [ApiKey(k, f"#{i}") for i, k in enumerate(sim.api_keys, start=1)]
     started = time.perf_counter()
     with StudioClient(sim.url, max_concurrency=8) as client:

@@ -26,12 +26,12 @@ import duckdb
 
 from bench.bodies import classifier_body
 from bench.proc import reset_peak, status_kb
-from ei_assets import ducklake
-from ei_assets import warehouse as warehouse_module
-from ei_assets.datadir import DataDir
-from ei_assets.flatten import flatten
+from ei_assets.ingest.flatten import flatten
+from ei_assets.pipeline.data_dir import DataDir
 from ei_assets.schema import SNAPSHOT_TABLES
 from ei_assets.snapshot import Snapshot
+from ei_assets.warehouse import ducklake
+from ei_assets.warehouse import warehouse as warehouse_module
 
 SNAPSHOTS = 100
 PREDICTIONS = 100_002  # per snapshot, over its three model types

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ei_assets.memory import tune_process
 from ei_assets.progress import progress
 from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT, REPORT_PATH, ConfigError, Settings
 from ei_assets.simulator import FAULT_KINDS, FaultPlan, WorldConfig
@@ -25,7 +26,7 @@ from ei_assets.simulator import FAULT_KINDS, FaultPlan, WorldConfig
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ei_assets.datadir import DataDir
+    from ei_assets.pipeline.data_dir import DataDir
 
 EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG = 0, 1, 2
 
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql = commands.add_parser(
         "sql", help="run a read-only SQL query on the warehouse",
         description="Run one SELECT on EI_DATA_DIR/ei.duckdb (opened read-only) and print the "
-                    "result. Tables and views: see the README.",
+                    "result. Tables and views: see docs/sql.md.",
     )
     sql.add_argument("query", help='one SELECT statement, e.g. "SELECT * FROM model_type_comparison"')
     sql.add_argument("--format", choices=("table", "csv"), default="table",
@@ -207,7 +208,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _existing_warehouse() -> DataDir:
     """The data dir of a command that only reads: nothing is created, and the warehouse must be
     there already."""
-    from ei_assets.datadir import DataDir
+    from ei_assets.pipeline.data_dir import DataDir
 
     data = DataDir.open(os.environ.get("EI_DATA_DIR"), lock_timeout=10.0, writable=False,
                         warehouse=os.environ.get("EI_WAREHOUSE"))
@@ -258,9 +259,9 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
              home: str | None = None, verbose: bool = False, projects: list[int] | None = None
              ) -> int:
     """Run the refresh job and tell people, once and briefly, what happened and what to do."""
-    from ei_assets.orchestration.assets import REFRESH_OP
-    from ei_assets.orchestration.refresh import instance_for_cli, run_refresh
-    from ei_assets.refresh import STATUSES
+    from ei_assets.dagster.names import InstanceNames
+    from ei_assets.dagster.run import instance_for_cli, run_refresh
+    from ei_assets.pipeline.refresh import STATUSES
 
     started = time.monotonic()
     outcome = run_refresh(resources, instance_for_cli(home), blocks, verbose=verbose,
@@ -291,7 +292,8 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
     lines = [f"  failed: {b.describe()}" for b in report.with_status("failed")]
     lines += [f"  failed: {failure.describe()}" for failure in refused_loads]
     lines += [f"  error: {problem}" for problem in problems]
-    lines += [f"  error: {e}" for e in outcome.step_errors if not e.startswith(f"{REFRESH_OP}:")]
+    refresh_step = f"{InstanceNames().refresh_op}:"  # its failure is the report's, listed above
+    lines += [f"  error: {e}" for e in outcome.step_errors if not e.startswith(refresh_step)]
     lines += [f"  warning: {error}" for error in report.constraint_errors]
     unsupported = report.with_status("unsupported")
     if unsupported:
@@ -314,22 +316,22 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from ei_assets.definitions import build_resources
+    from ei_assets.dagster.definitions import settings_resources
 
     _show_progress()
     settings = Settings.from_env()  # fails fast, with exit 2, on a bad variable
     print(f"refreshing {len(settings.api_keys)} API key(s) from {settings.api_url} "
           f"into {settings.data_dir}")
-    return _refresh(build_resources(), args.block, len(settings.api_keys), settings.api_url,
+    return _refresh(settings_resources(), args.block, len(settings.api_keys), settings.api_url,
                     verbose=args.verbose, projects=args.project)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ei_assets.datadir import DataDir
-    from ei_assets.orchestration.refresh import ensure_instance_home
-    from ei_assets.orchestration.resources import DataDirResource, StudioResource
-    from ei_assets.queries import LATEST_DEFAULT_TARGET_COMPARISON
+    from ei_assets.dagster.resources import DataDirResource, StudioResource
+    from ei_assets.dagster.run import ensure_instance_home
+    from ei_assets.pipeline.data_dir import DataDir
     from ei_assets.simulator import Simulator
+    from ei_assets.warehouse.queries import LATEST_DEFAULT_TARGET_COMPARISON
 
     _show_progress()
     data_dir = os.path.abspath(os.environ.get("EI_DATA_DIR") or DEFAULT_DATA_DIR)
@@ -382,8 +384,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from ei_assets.datadir import DataDir
-    from ei_assets.rebuild import rebuild
+    from ei_assets.pipeline.data_dir import DataDir
+    from ei_assets.pipeline.rebuild import rebuild
 
     data = DataDir.open(os.environ.get("EI_DATA_DIR"), warehouse=os.environ.get("EI_WAREHOUSE"))
 
@@ -409,6 +411,7 @@ def _is_busy(exc: Exception) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_process()  # this process is ours to tune; a host's is not (see ei_assets.memory)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -435,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """The console script: `main`, then out at once. Every file is closed and every thread
     joined by then, and the streams are flushed here; what is skipped is the interpreter's
-    teardown of Dagster's and the other libraries' modules, 0.4-0.7 s of nothing useful."""
+    teardown of Dagster's and the other libraries' modules, which does nothing useful."""
     code = main()
     logging.shutdown()
     with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to flush to

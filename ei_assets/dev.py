@@ -5,13 +5,15 @@ import os
 import subprocess
 import sys
 
-from ei_assets.orchestration.automation import DEV_MODE
-from ei_assets.orchestration.refresh import ensure_instance_home
+from ei_assets.dagster.automation import DEV_MODE
+from ei_assets.dagster.run import ensure_instance_home
+from ei_assets.memory import tune_process
 from ei_assets.settings import DEFAULT_DATA_DIR, DEFAULT_SIM_PORT
 from ei_assets.simulator import Simulator, WorldConfig
 
 
 def main() -> int:
+    tune_process()  # ours, and through the environment the processes `dagster dev` starts
     env = dict(os.environ)
     data_dir = env.get("EI_DATA_DIR") or DEFAULT_DATA_DIR
     env["DAGSTER_HOME"] = ensure_instance_home(

@@ -1,6 +1,6 @@
 """The code location for Kubernetes: the same definitions, each step a Kubernetes job.
 
-Point the user-code deployment at this module (`-m ei_assets.k8s`, see deploy/README.md). It
+Point the user-code deployment at this module (`-m ei_assets.k8s`, see docs/deploying.md). It
 needs the `scale` extra (dagster-k8s, dagster-postgres, the DuckDB extensions).
 """
 

@@ -1,16 +1,17 @@
-"""How much memory the process keeps: glibc's heaps, and giving memory back once a batch of large
-responses is done with.
+"""How much memory the process keeps: glibc's heaps, pyarrow's allocator, and giving memory back
+once a batch of large responses is done with.
 
 glibc gives each thread that allocates a heap of its own (up to eight per core) and keeps what is
-freed there for that heap's reuse. A refresh has eight fetch threads and more that store, so a
-40-block refresh held ~120 MB more at its peak with glibc's default than with MALLOC_ARENAS heaps,
-at the same speed: `limit_malloc_arenas` sets that cap when the package is imported, unless the
-user set MALLOC_ARENA_MAX (which glibc reads itself).
+freed there for that heap's reuse; pyarrow's bundled mimalloc keeps each thread's freed pages. A
+refresh has eight fetch threads and more that store, so both raise its peak for no speed
+(docs/performance.md). `tune_process` caps glibc's heaps and puts pyarrow on the system allocator,
+unless the user chose (MALLOC_ARENA_MAX, ARROW_DEFAULT_MEMORY_POOL). Only the processes ei_assets
+owns call it (the `ei-assets` command, `make dev`): importing the package changes nothing in a
+host's process.
 
-Freed memory is also kept for reuse by pyarrow's pool (with mimalloc, should a user choose it over
-the system allocator that ei_assets sets as the default). After a refresh has let go of its
-responses, that memory would otherwise stay in the process while the warehouse load (a DuckDB of
-its own) allocates more on top: `release_unused_memory` hands it back.
+After a refresh has let go of its responses, their memory would otherwise stay in the process
+while the warehouse load (a DuckDB of its own) allocates more on top: `release_unused_memory`
+hands it back.
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def limit_malloc_arenas() -> None:
-    """Cap glibc's heaps at MALLOC_ARENAS for the threads created from now on (no-op elsewhere)."""
-    mallopt = getattr(_libc(), "mallopt", None)  # glibc only
-    if mallopt is not None and "MALLOC_ARENA_MAX" not in os.environ:
-        mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+def tune_process() -> None:
+    """For a process of ours, before its threads allocate: glibc's heaps capped at MALLOC_ARENAS
+    (here, and through the environment in the processes it starts) and pyarrow on the system
+    allocator (read when pyarrow first allocates), unless the user set either."""
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt = getattr(_libc(), "mallopt", None)  # glibc only
+        if mallopt is not None:
+            mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
 def release_unused_memory() -> None:

@@ -37,6 +37,8 @@ class Column:
 
 
 class Kind(Enum):
+    """Where a table's rows come from, and so how the warehouse loads it."""
+
     SNAPSHOT = "snapshot"  # one lake file per snapshot, loaded when the snapshot is committed
     LOG = "log"  # raw/_log run files, each loaded once
     DERIVED = "derived"  # built in the warehouse by SQL (a table rebuilt on load, or a view)

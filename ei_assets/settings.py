@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
+from ei_assets.errors import EiAssetsError
+
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
@@ -30,7 +32,7 @@ REPORT_PATH = "report/index.html"  # the HTML report, under the data dir
 S3_URI_DEFAULTS = {"allow_delayed_open": "true"}
 
 
-class ConfigError(ValueError):
+class ConfigError(EiAssetsError, ValueError):
     """A configuration value is unusable; the message names the variable and what to do."""
 
 

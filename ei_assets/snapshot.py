@@ -19,6 +19,7 @@ decode and takes the general road.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -27,10 +28,22 @@ import msgspec
 
 from ei_assets.chunks import byte_ranges, sizes_of
 from ei_assets.schema import PREDICTION_PARSE_SCHEMA
-from ei_assets.storage import block_dir, snapshot_part
 from ei_assets.studio.blocks import Body
 
 RAW_DIR = "raw"  # the raw archive's folder under the data dir
+_SNAPSHOT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def snapshot_part(snapshot_id: str) -> str:
+    """A snapshot id checked to be our own hex hash before it becomes part of a path."""
+    if not _SNAPSHOT_ID.match(snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    return snapshot_id
+
+
+def block_dir(root: str, project_id: int, learn_id: int) -> str:
+    """`root/project_id=P/learn_id=L`, from integers only: API values never shape a path unchecked."""
+    return f"{root}/project_id={int(project_id)}/learn_id={int(learn_id)}"
 
 SMALL = 1 << 16
 

@@ -11,16 +11,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ei_assets.datadir import DataDir
+from ei_assets.dagster.automation import refresh_run_config
+from ei_assets.dagster.definitions import settings_resources
+from ei_assets.dagster.names import InstanceNames
+from ei_assets.dagster.resources import DataDirResource, StudioResource
+from ei_assets.dagster.run import RunOutcome, run_refresh
 from ei_assets.definitions import build_definitions
-from ei_assets.orchestration.assets import learn_block_partitions
-from ei_assets.orchestration.automation import (
-    learn_block_partitions_sensor,
-    profiling_pending_sensor,
-    refresh_run_config,
-)
-from ei_assets.orchestration.refresh import RunOutcome, run_refresh
-from ei_assets.orchestration.resources import DataDirResource, StudioResource
+from ei_assets.pipeline.data_dir import DataDir
 from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
 
 
@@ -78,7 +75,7 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     assert counts(summary) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 0}
 
     expected = {f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()}
-    assert set(instance.get_dynamic_partitions(learn_block_partitions.name)) == expected
+    assert set(instance.get_dynamic_partitions("learn_blocks")) == expected
 
     gmm = materializations(instance, "learn_block_metadata", "100001-7")
     assert len(gmm) == 1
@@ -167,10 +164,10 @@ def test_partition_sensor_adds_new_blocks_and_removes_gone_ones(
     sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
     res = resources(sim, tmp_path / "data")
-    instance.add_dynamic_partitions(learn_block_partitions.name, ["100001-3", "100001-99", "555-1"])
+    instance.add_dynamic_partitions("learn_blocks", ["100001-3", "100001-99", "555-1"])
+    sensor = build_definitions(res).resolve_sensor_def("learn_block_partitions_sensor")
     context = dg.build_sensor_context(instance=instance, resources={"studio": res["studio"]})
-    result = learn_block_partitions_sensor(context)
-    assert isinstance(result, dg.SensorResult)
+    result = sensor.evaluate_tick(context)  # as the daemon evaluates it
     requests = {type(r).__name__: r.partition_keys for r in result.dynamic_partitions_requests}
     assert set(requests["AddDynamicPartitionsRequest"]) == {
         f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()} - {"100001-3"}
@@ -186,16 +183,16 @@ def test_profiling_sensor_refetches_a_block_after_its_profiling_was_pending(
         res = resources(sim, tmp_path / "data", profiling_recheck_minutes=0.001)
         run_refresh(res, instance)
         time.sleep(0.2)  # past the (tiny) recheck delay: a lower bound, never a race
+        profiling_pending_sensor = build_definitions(res).resolve_sensor_def("profiling_pending_sensor")
         context = dg.build_sensor_context(instance=instance, resources={"data_dir": res["data_dir"]})
-        result = profiling_pending_sensor(context)
-        assert isinstance(result, dg.SensorResult)
+        result = profiling_pending_sensor.evaluate_tick(context)
         (request,) = result.run_requests
-        assert request.run_config == refresh_run_config(["100001-3"])
+        assert request.run_config == refresh_run_config(InstanceNames(), ["100001-3"])
         sim.world.finish_profiling(100001, 3)
         summary = run_refresh(res, instance, ["100001-3"])
         assert counts(summary)["refreshed"] == 1 and sum(counts(summary).values()) == 1
-        after = profiling_pending_sensor(context)
-        assert isinstance(after, dg.SkipReason)
+        after = profiling_pending_sensor.evaluate_tick(context)
+        assert not after.run_requests and after.skip_message == "no block waits for profiling"
 
 
 def test_schedule_sensors_and_job_are_defined_and_on_by_default(tmp_path: Path) -> None:
@@ -218,9 +215,7 @@ def test_schedule_sensors_and_job_are_defined_and_on_by_default(tmp_path: Path) 
 
 
 def test_the_key_is_an_env_var_in_the_definitions() -> None:
-    from ei_assets.definitions import build_resources
-
-    studio = build_resources()["studio"]
+    studio = settings_resources()["studio"]
     assert isinstance(studio.api_key, dg.EnvVar) and studio.api_key == "EI_API_KEY"
 
 
@@ -248,12 +243,10 @@ def test_a_bad_setting_fails_the_run_not_the_code_location(
     variable: str, value: str, message: str, instance: dg.DagsterInstance, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ei_assets.definitions import build_resources
-
     monkeypatch.setenv("EI_API_KEY", "ei_unused")
     monkeypatch.setenv("EI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv(variable, value)
-    resources = build_resources()
+    resources = settings_resources()
     assert resources["studio"].max_concurrency == 8 or variable == "EI_MAX_CONCURRENCY"
     build_definitions(resources).resolve_job_def("refresh")  # the code location loads
     try:

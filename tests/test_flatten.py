@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ei_assets.flatten import DocumentError, flatten
+from ei_assets.ingest.flatten import DocumentError, flatten
 from ei_assets.schema import TABLES
 from ei_assets.snapshot import canonical_json, snapshot_id
 from tests import docs
@@ -279,7 +279,7 @@ def test_object_detection_boxes_and_f1() -> None:
 
 
 def test_predictions_span_several_chunks_with_exact_paths(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ei_assets.flatten as flatten_module
+    import ei_assets.ingest.flatten as flatten_module
 
     monkeypatch.setattr(flatten_module, "CHUNK_BYTES", 300)
     monkeypatch.setattr(flatten_module, "BLOCK_BYTES", 256)

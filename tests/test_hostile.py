@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ei_assets.refresh import RefreshReport, refresh
+from ei_assets.pipeline.refresh import RefreshResult, refresh
+from ei_assets.pipeline.saving import DataStore
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig
-from ei_assets.store import DataStore
 from ei_assets.studio import StudioClient
 from tests import docs
 
@@ -34,7 +34,7 @@ def sim() -> Iterator[Simulator]:
 
 
 def run(sim: Simulator, folder: Path, body: bytes, status: int = 200,
-        max_body_bytes: int = 1 << 30) -> RefreshReport:
+        max_body_bytes: int = 1 << 30) -> RefreshResult:
     sim.faults.clear()
     sim.faults.serve_body(VICTIM_PATH, body, status)
     store = DataStore(pafs.LocalFileSystem(), str(folder))
@@ -43,7 +43,7 @@ def run(sim: Simulator, folder: Path, body: bytes, status: int = 200,
         return refresh(client, keys, store, max_workers=4)
 
 
-def assert_only_the_victim_failed(report: RefreshReport) -> str:
+def assert_only_the_victim_failed(report: RefreshResult) -> str:
     by_key = {(b.block.project_id, b.block.learn_id): b for b in report.blocks}
     victim = by_key.pop(VICTIM)
     assert victim.status == "failed", victim

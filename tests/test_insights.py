@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ei_assets.datadir import DataDir
-from ei_assets.refresh import RefreshReport, refresh
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.refresh import RefreshResult, refresh
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig
 from ei_assets.studio import RetryPolicy, StudioClient
 
 
-def load(sim: Simulator, data: DataDir) -> RefreshReport:
+def load(sim: Simulator, data: DataDir) -> RefreshResult:
     keys = [ApiKey(k, f"#{i}") for i, k in enumerate(sim.api_keys, start=1)]
     with StudioClient(sim.url, retry=RetryPolicy(max_attempts=2, backoff_base=0.01)) as client:
         report = refresh(client, keys, data.store, max_workers=4)

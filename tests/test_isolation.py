@@ -14,8 +14,8 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from ei_assets.datadir import DataDir
-from ei_assets.refresh import refresh
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.refresh import refresh
 from ei_assets.schema import SNAPSHOT_TABLES
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig

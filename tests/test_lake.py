@@ -14,9 +14,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from ei_assets.flatten import DocumentError, flatten
+from ei_assets.ingest.flatten import DocumentError, flatten
+from ei_assets.pipeline.saving import DataStore
 from ei_assets.schema import TABLES
-from ei_assets.store import DataStore
 from ei_assets.studio import LearnBlock
 from tests import docs
 
@@ -68,8 +68,8 @@ def test_same_bytes_twice_changes_nothing_and_parses_nothing(
     def no_parsing(*args: object) -> None:
         raise AssertionError("bytes seen before were parsed again")
 
-    monkeypatch.setattr("ei_assets.store.snapshot_id", no_parsing)
-    monkeypatch.setattr("ei_assets.store.flatten", no_parsing)
+    monkeypatch.setattr("ei_assets.pipeline.saving.snapshot_id", no_parsing)
+    monkeypatch.setattr("ei_assets.pipeline.saving.flatten", no_parsing)
     again = store.save(BLOCK, datetime.now(UTC), {"keras": body})
     assert (again.is_new, again.rows, again.snapshot.snapshot_id) == (False, {}, first.snapshot.snapshot_id)
     assert again.summary == first.summary  # read back from the lake's small tables
@@ -138,7 +138,7 @@ def test_interrupted_write_leaves_no_visible_partial_file(
     body = docs.encode(docs.keras_doc())
     bodies = {"keras": body}
     snapshot = docs.snapshot_of(bodies)
-    import ei_assets.storage as storage
+    import ei_assets.storage.files as storage
 
     real_publish = storage.publish
     calls = {"n": 0}

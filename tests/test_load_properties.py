@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ei_assets.datadir import DataDir
+from ei_assets.pipeline.data_dir import DataDir
 from ei_assets.schema import SNAPSHOT_TABLES
 from ei_assets.studio import LearnBlock
 from tests import docs

@@ -1,4 +1,5 @@
-"""The SQL shown in the README (ei_assets/sql/queries.sql) runs and answers the users' questions."""
+"""The SQL shown in docs/sql.md and the README (ei_assets/warehouse/sql/queries.sql) runs and
+answers the users' questions."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from ei_assets.datadir import DataDir
-from ei_assets.queries import QUERIES, README_QUESTIONS
-from ei_assets.refresh import refresh
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.refresh import refresh
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig
 from ei_assets.studio import StudioClient
+from ei_assets.warehouse.queries import DOC_QUESTIONS, QUERIES
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README, SQL_DOC = ROOT / "README.md", ROOT / "docs" / "sql.md"
 
 
 def load(sim: Simulator, data: DataDir) -> None:
@@ -29,11 +31,16 @@ def normalized(sql: str) -> str:
     return " ".join(" ".join(lines).split()).rstrip(";")
 
 
-def test_the_readme_shows_the_named_queries_as_they_are() -> None:
-    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
-    shown = {normalized(block) for block in blocks}
-    for name in README_QUESTIONS:
-        assert normalized(QUERIES[name]) in shown, name
+def shown(page: Path) -> set[str]:
+    return {normalized(block) for block in re.findall(r"```sql\n(.*?)```", page.read_text(), flags=re.S)}
+
+
+def test_the_docs_show_the_named_queries_as_they_are() -> None:
+    on_page = shown(SQL_DOC)
+    for name in DOC_QUESTIONS:
+        assert normalized(QUERIES[name]) in on_page, name
+    named = {normalized(sql) for sql in QUERIES.values()}
+    assert shown(README) and shown(README) <= named  # the README's examples are named queries too
 
 
 def test_readme_queries_answer_the_questions(tmp_path: Path) -> None:

@@ -156,9 +156,9 @@ def test_a_killed_run_holding_a_pool_slot_is_reaped_by_the_next_refresh(tmp_path
     the slot, so the refresh runs instead of waiting forever."""
     import dagster as dg
 
-    from ei_assets.orchestration.assets import WAREHOUSE_POOL
-    from ei_assets.orchestration.refresh import PROCESS_TAG, instance_for_cli
-    from ei_assets.process_lock import process_identity
+    from ei_assets.dagster.names import WAREHOUSE_POOL
+    from ei_assets.dagster.process_lock import process_identity
+    from ei_assets.dagster.run import PROCESS_TAG, instance_for_cli
 
     home = tmp_path / "home"
     home.mkdir()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ei_assets.datadir import DataDir
-from ei_assets.refresh import refresh
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.refresh import refresh
 from ei_assets.report import report_data
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import Simulator, WorldConfig

@@ -20,7 +20,7 @@ import dagster as dg
 import pyarrow.fs as pafs
 import pytest
 
-from ei_assets.datadir import DataDir
+from ei_assets.pipeline.data_dir import DataDir
 from ei_assets.schema import SNAPSHOT_TABLES, relation
 from ei_assets.settings import ConfigError, resolve_data_dir
 from ei_assets.simulator import Simulator, WorldConfig

@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ei_assets.datadir import DataDir
+from ei_assets.dagster.resources import DataDirResource, StudioResource
 from ei_assets.definitions import build_definitions
-from ei_assets.orchestration.resources import DataDirResource, StudioResource
-from ei_assets.refresh import discoveries_table
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.refresh import discoveries_table
 from ei_assets.schema import (
     PREDICTION_PARSE_SCHEMA,
     REQUIRED_PREDICTION_FIELDS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from ei_assets.ingest.summary import snapshot_summary
 from ei_assets.schema import TABLES
-from ei_assets.summary import snapshot_summary
 
 
 def table(name: str, rows: list[dict]) -> pa.Table:

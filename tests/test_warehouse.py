@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ei_assets.datadir import DataDir
-from ei_assets.rebuild import rebuild
-from ei_assets.refresh import BlockReport, discoveries_table, fetch_log_table
+from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.pipeline.rebuild import rebuild
+from ei_assets.pipeline.refresh import BlockResult, discoveries_table, fetch_log_table
 from ei_assets.schema import PER_SNAPSHOT_TABLES, WAREHOUSE_TABLES
 from ei_assets.studio import LearnBlock
 from ei_assets.warehouse import (
@@ -82,7 +82,7 @@ def ingest(data: DataDir, doc: dict[str, Any], when: datetime, block: LearnBlock
     saved = data.store.save(block, when, {"keras": docs.encode(doc)})
     sid, is_new = saved.snapshot.snapshot_id, saved.is_new
     data.store.raw.append_log("discoveries", discoveries_table([block], when))
-    result = BlockReport(block, "refreshed" if is_new else "unchanged", sid, fetches=[{
+    result = BlockResult(block, "refreshed" if is_new else "unchanged", sid, fetches=[{
         "fetched_at": when, "project_id": block.project_id, "learn_id": block.learn_id,
         "endpoint": "keras", "http_status": 200, "ok": True, "attempts": 1, "duration_ms": 5.0,
         "bytes": 100, "snapshot_id": sid, "changed": is_new, "error": None}])
@@ -332,7 +332,7 @@ def test_a_load_in_many_transactions_equals_one_in_a_single(
 ) -> None:
     """New snapshots load in groups of about BATCH_BYTES of files, each group its own transaction:
     one snapshot a group gives what one group of all gives, and counts every snapshot once."""
-    import ei_assets.warehouse as warehouse_module
+    import ei_assets.warehouse.warehouse as warehouse_module
 
     ingest(data, FIRST, T0)
     ingest(data, RETRAINED, T0 + timedelta(days=1))
@@ -361,7 +361,7 @@ def test_a_load_group_too_large_for_the_memory_cap_loads_without_it(
 ) -> None:
     """A load keeps DuckDB's memory to LOAD_MEMORY; a group that cannot fit in it (here, a cap
     of 1 MB) is loaded without the cap rather than failed, and the log says so."""
-    import ei_assets.warehouse as warehouse_module
+    import ei_assets.warehouse.warehouse as warehouse_module
 
     ingest(data, FIRST, T0)
     ingest(data, RETRAINED, T0 + timedelta(days=1))
@@ -421,7 +421,7 @@ def test_a_value_duckdb_refuses_fails_that_snapshot_alone(data: DataDir) -> None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ei_assets.store import UnloadableSnapshotError
+    from ei_assets.pipeline.saving import UnloadableSnapshotError
 
     other = LearnBlock(7, "Project", 1, "Impulse", 4, "keras", "Copy", "Classification")
     ingest(data, FIRST, T0)

@@ -8,7 +8,7 @@ import pyarrow.fs as pafs
 
 from ei_assets.report.data import report_data
 from ei_assets.report.page import markdown_table, overview_markdown, render
-from ei_assets.storage import write_atomically
+from ei_assets.storage.files import write_atomically
 from ei_assets.warehouse import Warehouse
 
 __all__ = ["markdown_table", "overview_markdown", "report_data", "write_report"]

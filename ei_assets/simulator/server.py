@@ -121,6 +121,8 @@ class _BodyCache:
 
 
 class SimulatorServer(ThreadingHTTPServer):
+    """The HTTP server of the simulator: one thread a request, the world, its faults and stats."""
+
     daemon_threads = True
     allow_reuse_address = True
 

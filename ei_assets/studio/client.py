@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from ei_assets.errors import EiAssetsError
 from ei_assets.settings import ApiKey
 from ei_assets.studio.blocks import Body, Endpoint, LearnBlock, Project
 from ei_assets.studio.errors import (
@@ -36,7 +37,7 @@ from ei_assets.studio.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_af
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ei-assets/0.1 (+https://github.com/ei-assets)"
-MAX_BODY_BYTES = 1 << 30  # larger bodies are refused, not buffered: a metadata body is ~1-50 MB
+MAX_BODY_BYTES = 1 << 30  # larger bodies are refused, not buffered: far above any metadata body
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class StudioResponse:
     fetched_at: datetime
 
     def json(self) -> Any:
-        """The whole document as Python objects (fine for small documents; see ei_assets.flatten)."""
+        """The whole document as Python objects (fine for small documents; see ei_assets.ingest.flatten)."""
         return msgspec.json.decode(self.body)
 
 
@@ -66,8 +67,8 @@ class _Reply:
     path: str
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(EiAssetsError):
+    """A response body larger than the client reads (it is refused unread)."""
 
 
 class _Envelope(msgspec.Struct):
@@ -134,6 +135,9 @@ class Discovery:
 
 
 class StudioClient:
+    """The Studio API over httpx: discovery, metadata and target constraints, with bounded
+    concurrency, timeouts, an overall deadline, retries and typed errors."""
+
     def __init__(
         self,
         base_url: str,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ei_assets.errors import EiAssetsError
+
 
 def describe_location(endpoint: str | None, project_id: int | None, learn_id: int | None) -> str:
     """`project 1, learn block 3, keras`: how every message and log line names a request."""
@@ -17,7 +19,7 @@ def describe_location(endpoint: str | None, project_id: int | None, learn_id: in
     return ", ".join(parts)
 
 
-class StudioError(Exception):
+class StudioError(EiAssetsError):
     """Base class: something went wrong talking to the Studio API."""
 
     def __init__(

@@ -1,1 +1,0 @@
-"""The thin Dagster layer: resources, assets, checks, sensors and the schedule over the pure core."""

@@ -1,0 +1,287 @@
+"""The refresh, in one place and without Dagster: discover -> fetch -> archive -> flatten.
+
+`refresh()` returns a typed RefreshResult: what discovery found, and per learn block its status,
+snapshot id, rows written per lake table, its summary numbers and any error. The Dagster assets,
+the CLI, the benchmarks and the tests all call it; the Dagster layer only turns the report into
+events and metadata.
+
+Each fetch worker takes one block from fetch to lake and then lets its response go, so at most
+`max_workers` responses are in memory at a time. Fetching waits on the network, storing on the
+CPU: at most one block per core is hashed, archived and flattened at a time, while the other
+workers keep downloading. Any failure of one block (HTTP, decoding,
+hashing, flattening, storage) is caught and reported for that block, naming it; it never stops or
+corrupts the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from ei_assets.ingest.flatten import DocumentError
+from ei_assets.ingest.target_constraints import constraints_tables
+from ei_assets.memory import release_unused_memory
+from ei_assets.pipeline.saving import DataStore, UnloadableSnapshotError
+from ei_assets.schema import TABLES
+from ei_assets.settings import ApiKey
+from ei_assets.studio import (
+    Body,
+    Discovery,
+    LearnBlock,
+    StudioClient,
+    StudioError,
+    UnknownBlockTypeError,
+    metadata_endpoints,
+)
+
+log = logging.getLogger(__name__)
+
+# unsupported: a block type with no known metadata endpoint (a VLM block, a type newer than this
+# code). Not fetched and not an error: the user cannot fix it (contract section 2).
+Status = Literal["refreshed", "unchanged", "failed", "unsupported"]
+STATUSES: tuple[Status, ...] = ("refreshed", "unchanged", "failed", "unsupported")
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What the refresh did for one learn block."""
+
+    block: LearnBlock
+    status: Status
+    snapshot_id: str | None = None
+    error: str | None = None
+    rows: Mapping[str, int] = field(default_factory=dict)  # rows written to the lake, per table
+    summary: Mapping[str, float] = field(default_factory=dict)  # see ei_assets.ingest.summary
+    fetches: Sequence[Mapping[str, Any]] = ()  # fetch_log rows
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "refreshed"
+
+    def describe(self) -> str:
+        if self.status == "unsupported":
+            return f"{self.block.key} ({self.block.block_type})"
+        return f"{self.block.key}: {self.error}" if self.error else self.block.key
+
+
+OnBlock = Callable[[BlockResult, int, int], None]  # (report, blocks done, blocks in all)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    discovery: Discovery
+    blocks: list[BlockResult]
+    # projects whose target constraints could not be read: listed, they fail no block
+    constraint_errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[Status, int]:
+        return {status: sum(b.status == status for b in self.blocks) for status in STATUSES}
+
+    def with_status(self, status: Status) -> list[BlockResult]:
+        return [b for b in self.blocks if b.status == status]
+
+    def rows(self) -> dict[str, int]:
+        """Rows written to the lake by this refresh, per table."""
+        totals: dict[str, int] = {}
+        for block in self.blocks:
+            for table, n in block.rows.items():
+                totals[table] = totals.get(table, 0) + n
+        return totals
+
+    @property
+    def errors(self) -> list[str]:
+        """Discovery errors (a refused key, an unreachable project), as people read them."""
+        return [str(error) for error in self.discovery.errors]
+
+    @property
+    def all_refreshed(self) -> bool:
+        """Every block refreshed, unchanged or unsupported, and every key reached its project."""
+        return not self.errors and not self.with_status("failed")
+
+
+def refresh(
+    client: StudioClient,
+    keys: Sequence[ApiKey],
+    store: DataStore,
+    *,
+    only: Collection[str] = (),
+    projects: Collection[int] = (),
+    max_workers: int,
+    on_block: OnBlock | None = None,
+) -> RefreshResult:
+    """Discover every learn block of every key, then refresh them all, or those in `only` (keys
+    `<project_id>-<learn_id>`), or those of `projects` (one run per project fans a refresh out
+    over many workers). Writes one discoveries and one fetch_log file per call."""
+    found = client.discover(keys)
+    if projects:
+        found = _only_projects(found, set(projects))
+    seen_at = datetime.now(UTC)
+    if found.blocks:
+        store.raw.append_log("discoveries", discoveries_table(found.blocks, seen_at))
+    constraint_errors = fetch_target_constraints(client, found, store, seen_at, max_workers)
+    blocks = found.blocks
+    missing: list[BlockResult] = []
+    if only:
+        listed = {b.key for b in blocks}
+        blocks = [b for b in blocks if b.key in set(only)]
+        missing = [_not_listed(key) for key in sorted(set(only) - listed)]
+    reports = refresh_blocks(client, blocks, found.keys_by_project, store, max_workers, on_block)
+    return RefreshResult(found, sorted([*reports, *missing],
+                                       key=lambda r: (r.block.project_id, r.block.learn_id)),
+                         constraint_errors)
+
+
+def _only_projects(found: Discovery, projects: set[int]) -> Discovery:
+    unreachable = sorted(projects - set(found.keys_by_project))
+    if unreachable:
+        raise ValueError(f"project(s) {', '.join(map(str, unreachable))} not reachable with any key in "
+                         "EI_API_KEY (see the discovery errors); refresh the others without them")
+    return Discovery(blocks=[b for b in found.blocks if b.project_id in projects],
+                     keys_by_project={p: k for p, k in found.keys_by_project.items() if p in projects},
+                     errors=list(found.errors))
+
+
+def fetch_target_constraints(client: StudioClient, found: Discovery, store: DataStore,
+                             fetched_at: datetime, max_workers: int) -> list[str]:
+    """Every reachable project's target devices and budgets, one log file per table; returns the
+    projects that could not be read, named."""
+
+    def one(project_id: int) -> tuple[pa.Table, pa.Table] | str:
+        try:
+            body = client.get_target_constraints(found.keys_by_project[project_id], project_id).body
+            return constraints_tables(project_id, fetched_at, body)
+        except StudioError as exc:  # names the project and endpoint already
+            return str(exc)
+        except Exception as exc:  # one project's problem is its own
+            return f"project {project_id}, target-constraints: {_describe(exc)}"
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-constraints") as pool:
+        results = list(pool.map(one, sorted(found.keys_by_project)))
+    tables = [r for r in results if not isinstance(r, str)]
+    for index, name in enumerate(("target_constraints", "application_budgets")):
+        if tables:
+            store.raw.append_log(name, pa.concat_tables([t[index] for t in tables]))
+    return [r for r in results if isinstance(r, str)]
+
+
+def _not_listed(key: str) -> BlockResult:
+    project, _, learn = key.partition("-")
+    if not (project.isdigit() and learn.isdigit()):
+        raise ValueError(f"not a learn block key: {key!r}; expected <project_id>-<learn_id>, e.g. 1-3")
+    block = LearnBlock(int(project), "", 0, "", int(learn), "", "", "")
+    return BlockResult(block, "failed", error="not listed by discovery: the block is gone from its "
+                                              "impulse, or no configured API key reaches its project")
+
+
+def refresh_blocks(
+    client: StudioClient,
+    blocks: Iterable[LearnBlock],
+    keys_by_project: Mapping[int, ApiKey],
+    store: DataStore,
+    max_workers: int,
+    on_block: OnBlock | None = None,
+) -> list[BlockResult]:
+    """Refresh blocks concurrently; writes one fetch_log file for the batch. Reports come back in
+    the order given; `on_block` hears of each as it finishes."""
+    storing = threading.BoundedSemaphore(os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-fetch") as pool:
+        futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing)
+                   for b in blocks]
+        for done, future in enumerate(as_completed(futures), start=1):
+            if on_block is not None:
+                on_block(future.result(), done, len(futures))
+        reports = [future.result() for future in futures]
+    store.raw.append_log("fetch_log", fetch_log_table(reports))
+    release_unused_memory()  # the responses are gone: their memory goes back to the system
+    return reports
+
+
+
+def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,
+                  storing: threading.BoundedSemaphore | None = None) -> BlockResult:
+    """Fetch, archive and flatten one block (storing, if given, while holding one of its slots).
+    Never raises: whatever goes wrong fails this block."""
+    try:
+        return _refresh_block(client, key, block, store, storing or threading.BoundedSemaphore())
+    except Exception as exc:
+        log.debug("refreshing %s failed", block.key, exc_info=True)
+        return BlockResult(block, "failed", error=f"project {block.project_id}, learn block "
+                                                  f"{block.learn_id}: {_describe(exc)}")
+
+
+def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,
+                   storing: threading.BoundedSemaphore) -> BlockResult:
+    try:
+        endpoints = metadata_endpoints(block.block_type)
+    except UnknownBlockTypeError:
+        return BlockResult(block, "unsupported")
+    fetched_at = datetime.now(UTC)
+    bodies: dict[str, Body] = {}
+    fetches: list[dict[str, Any]] = []
+    for endpoint in endpoints:
+        try:
+            response = client.fetch_endpoint(key, block, endpoint)
+        except StudioError as exc:
+            fetches.append(_fetch_row(block, endpoint.name, fetched_at, ok=False, status=exc.status,
+                                      attempts=exc.attempts, error=str(exc)))
+            return BlockResult(block, "failed", error=str(exc), fetches=fetches)
+        bodies[endpoint.name] = response.body
+        fetches.append(_fetch_row(block, endpoint.name, response.fetched_at, ok=True,
+                                  status=response.status, attempts=response.attempts,
+                                  duration_ms=response.duration_ms, size=len(response.body)))
+    try:
+        with storing:
+            saved = store.save(block, fetched_at, bodies)
+    except Exception as exc:  # any failure of this block's data is this block's alone
+        error = f"project {block.project_id}, learn block {block.learn_id}: {_describe(exc)}"
+        log.debug("storing %s failed", block.key, exc_info=True)
+        for row in fetches:
+            row["error"] = error
+        return BlockResult(block, "failed", error=error, fetches=fetches)
+    sid = saved.snapshot.snapshot_id
+    for row in fetches:
+        row["snapshot_id"], row["changed"] = sid, saved.is_new
+    return BlockResult(block, "refreshed" if saved.is_new else "unchanged", sid, rows=saved.rows,
+                       summary=saved.summary, fetches=fetches)
+
+
+def _describe(exc: Exception) -> str:
+    """The error as one line; a DocumentError names the JSON path, others their kind."""
+    if isinstance(exc, RecursionError):
+        return "the response is JSON nested too deeply to read; it was not stored"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, DocumentError | StudioError | UnloadableSnapshotError):
+        return text
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _fetch_row(
+    block: LearnBlock, endpoint: str, fetched_at: datetime, *, ok: bool, status: int | None,
+    attempts: int, duration_ms: float | None = None, size: int | None = None, error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "fetched_at": fetched_at, "project_id": block.project_id, "learn_id": block.learn_id,
+        "endpoint": endpoint, "http_status": status, "ok": ok, "attempts": attempts,
+        "duration_ms": duration_ms, "bytes": size, "snapshot_id": None, "changed": None,
+        "error": error,
+    }
+
+
+def fetch_log_table(reports: Iterable[BlockResult]) -> pa.Table:
+    rows = [row for report in reports for row in report.fetches]
+    return pa.Table.from_pylist(rows, schema=TABLES["fetch_log"].arrow_schema)
+
+
+def discoveries_table(blocks: Iterable[LearnBlock], seen_at: datetime) -> pa.Table:
+    schema = TABLES["discoveries"].arrow_schema
+    rows = [{"seen_at": seen_at, **{name: getattr(b, name) for name in schema.names[1:]}}
+            for b in blocks]
+    return pa.Table.from_pylist(rows, schema=schema)

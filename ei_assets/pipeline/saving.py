@@ -1,0 +1,112 @@
+"""The raw archive and the lake of one data dir, written together: one snapshot in, files out.
+
+`save` archives a fetched snapshot's bodies and flattens them into the lake; `reflatten` does the
+second half again from the archive (rebuilds). Both hand back what the flattener counted and the
+snapshot's summary, computed from the small tables the flattener built.
+
+Bodies whose exact bytes were stored before cost a SHA-256 of their bytes and two small reads
+(the archive's `_seen` entry, then the snapshot's summary tables from the lake): they are neither
+canonicalised nor parsed. Bodies with new bytes but a known canonical id (same state, other
+formatting) are canonicalised, not flattened again. Bytes whose snapshot the warehouse refused
+(`RawArchive.mark_unloadable`) fail with UnloadableSnapshotError until the response changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from ei_assets.errors import EiAssetsError
+from ei_assets.ingest.flatten import SUMMARY_TABLES, Batch, DocumentError, flatten
+from ei_assets.ingest.summary import snapshot_summary
+from ei_assets.snapshot import Snapshot, body_digest, snapshot_id
+from ei_assets.storage.lake import Lake
+from ei_assets.storage.raw_archive import RawArchive
+from ei_assets.studio import Body, LearnBlock
+
+
+def _content_id(bodies: Mapping[str, Body]) -> str:
+    """The snapshot id; a body that is not JSON is named, as the flattener names its problems."""
+    try:
+        return snapshot_id(bodies)
+    except msgspec.DecodeError:
+        for name, body in bodies.items():
+            try:
+                msgspec.json.decode(body)
+            except msgspec.DecodeError as exc:
+                raise DocumentError(name, "$", f"not valid JSON ({exc})") from None
+        raise
+
+
+class UnloadableSnapshotError(EiAssetsError, ValueError):
+    """Bytes seen before whose snapshot the warehouse refused: not stored again until they change."""
+
+    def __init__(self, snapshot: Snapshot, reason: str) -> None:
+        self.snapshot = snapshot
+        super().__init__(f"snapshot {snapshot.snapshot_id} was refused by the warehouse load ({reason}); "
+                         "it is stored again only when the response changes")
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What storing one snapshot did."""
+
+    snapshot: Snapshot
+    is_new: bool  # its raw bodies were not in the archive before
+    rows: Mapping[str, int] = field(default_factory=dict)  # rows written to the lake, per table
+    summary: Mapping[str, float] = field(default_factory=dict)  # see ei_assets.ingest.summary
+
+
+class DataStore:
+    """The raw archive and the lake of one data dir, on one pyarrow filesystem."""
+
+    def __init__(self, filesystem: pafs.FileSystem, data_dir: str) -> None:
+        self.filesystem = filesystem
+        self.data_dir = data_dir.rstrip("/")
+        self.raw = RawArchive(filesystem, self.data_dir)
+        self.lake = Lake(filesystem, self.data_dir)
+
+    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, Body]) -> Saved:
+        """Archive one fetched state of a block and flatten it into the lake (once per snapshot)."""
+        digest = body_digest(bodies)
+        known = self.raw.recall(block.project_id, block.learn_id, digest)
+        snapshot = Snapshot(project_id=block.project_id, learn_id=block.learn_id,
+                            block_type=block.block_type, fetched_at=fetched_at,
+                            endpoints=tuple(bodies), snapshot_id=known or _content_id(bodies))
+        if known and self.lake.has_snapshot(snapshot):
+            return self._unchanged(snapshot, is_new=False)
+        if known and (reason := self.raw.unloadable(block.project_id, block.learn_id, known)) is not None:
+            raise UnloadableSnapshotError(snapshot, reason)
+        saved = self._flatten(snapshot, bodies, self.raw.put(snapshot, bodies))
+        self.raw.remember(snapshot, digest)
+        return saved
+
+    def reflatten(self, snapshot: Snapshot) -> Saved:
+        """Flatten an archived snapshot into the lake again (for rebuilds)."""
+        return self._flatten(snapshot, self.raw.read(snapshot), is_new=True, rewrite=True)
+
+    def _unchanged(self, snapshot: Snapshot, is_new: bool) -> Saved:
+        """A snapshot already in the lake: nothing written, its summary read from the lake."""
+        small = [self.lake.read(table, snapshot) for table in SUMMARY_TABLES]
+        return Saved(snapshot, is_new, {}, snapshot_summary(*small))
+
+    def _flatten(self, snapshot: Snapshot, bodies: Mapping[str, Body], is_new: bool,
+                 rewrite: bool = False) -> Saved:
+        if not rewrite and self.lake.has_snapshot(snapshot):
+            return self._unchanged(snapshot, is_new)
+        small: dict[str, pa.Table] = {}
+
+        def keep_small(batches: Iterator[Batch]) -> Generator[Batch, None, None]:
+            for name, rows in batches:
+                if name in SUMMARY_TABLES:
+                    small[name] = rows
+                yield name, rows
+
+        rows = self.lake.write_snapshot(snapshot, keep_small(flatten(snapshot, bodies)))
+        return Saved(snapshot, is_new, rows,
+                     snapshot_summary(small["model_metrics"], small["on_device_performance"]))
