@@ -1,4 +1,4 @@
-"""Issue 11: `ei-assets refresh` end to end, against the floor of downloading and parsing the bytes.
+"""`ei-assets refresh` end to end, against the floor of downloading and parsing the bytes.
 
 The world: 40 learn blocks over 8 projects (classifiers with float32, int8 and akida builds and
 50k windows each, visual anomaly with 13x13 score grids, object detection, K-means and GMM), about
@@ -8,7 +8,9 @@ as a user would run it (EI_MAX_CONCURRENCY=8, no DAGSTER_HOME):
 
 - floor: `python -m bench.floor`, discovery + every body fetched concurrently + orjson.loads;
 - first: `ei-assets refresh` into an empty data dir;
-- unchanged: `ei-assets refresh` again, nothing changed on the server;
+- unchanged: `ei-assets refresh` again, nothing changed on the server: Studio's change signal says
+  so, and no metadata is downloaded (the requests and bytes it made are counted by the server);
+- unchanged, --full: the same, every block downloaded (the bytes recalled by their digest);
 - `ei-assets --help`, and `ei-assets sql` on a small query.
 
 Wall time is the process's, start-up included; peak RSS is its own high-water mark (VmHWM; no
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 
+import httpx
 import orjson
 
 from bench.proc import status_kb
@@ -47,7 +50,8 @@ WORLD = WorldConfig(
 LATENCY_S = 0.020
 CONCURRENCY = 8
 REPEATS = 3
-GOALS = {"first": 2.0, "unchanged": 1.3, "rss_mb": 512, "help_s": 0.3, "sql_s": 0.6}
+GOALS = {"first": 2.0, "unchanged": 1.0, "unchanged_full": 1.3, "rss_mb": 512, "help_s": 0.3,
+         "sql_s": 0.6}
 GROWTH = ((2, 1), (4, 1), (1, 2), (1, 4))  # (blocks, body size) multipliers
 GROWTH_SLACK = 1.15  # "linear" allows 15% for noise on a busy machine
 
@@ -135,8 +139,18 @@ def floor(srv: Server, repeats: int = REPEATS) -> tuple[Run, dict[str, int]]:
     return best(runs), orjson.loads(runs[0].stdout)
 
 
-def refresh(srv: Server, data_dir: str) -> Run:
-    return run([f"{BIN}/ei-assets", "refresh"], srv.env(data_dir))
+def refresh(srv: Server, data_dir: str, *args: str) -> Run:
+    return run([f"{BIN}/ei-assets", "refresh", *args], srv.env(data_dir))
+
+
+def server_stats(srv: Server, reset: bool = False) -> dict[str, int]:
+    """The simulator's own count of what it answered (and a reset of it)."""
+    control = srv.url.replace("/v1", "/_sim")
+    if reset:
+        httpx.post(f"{control}/stats/reset", timeout=30)
+        return {}
+    stats: dict[str, int] = httpx.get(f"{control}/stats", timeout=30).json()
+    return stats
 
 
 def first_refresh(srv: Server, work: str, repeats: int = REPEATS) -> tuple[Run, str]:
@@ -158,13 +172,16 @@ def measure_world() -> list[str]:
     failures: list[str] = []
     work = tempfile.mkdtemp(prefix="ei-bench-e2e-")
     try:
-        print(f"\n== issue 11: ei-assets refresh vs the floor (fetch + orjson), {CONCURRENCY} "
+        print(f"\n== ei-assets refresh vs the floor (fetch + orjson), {CONCURRENCY} "
               f"requests at once, {LATENCY_S * 1000:.0f} ms latency, best of {REPEATS}")
         with server(WORLD) as srv:
             run([sys.executable, "-m", "bench.floor"], srv.env(""))  # the server builds its bodies
             base, world = floor(srv)
             first, data_dir = first_refresh(srv, work)
+            unchanged_full = best([refresh(srv, data_dir, "--full") for _ in range(REPEATS)])
+            server_stats(srv, reset=True)
             unchanged = best([refresh(srv, data_dir) for _ in range(REPEATS)])
+            asked = server_stats(srv)
             env = srv.env(data_dir)
             help_run = best([run([f"{BIN}/ei-assets", "--help"], env) for _ in range(3)])
             sql_run = best([run([f"{BIN}/ei-assets", "sql", "select count(*) from snapshots"], env)
@@ -177,10 +194,18 @@ def measure_world() -> list[str]:
                     f"≤ {GOALS['first']}x floor, ≤ {GOALS['rss_mb']} MB"))
         print(_line("ei-assets refresh, unchanged", unchanged, base,
                     f"≤ {GOALS['unchanged']}x floor, ≤ {GOALS['rss_mb']} MB"))
+        print(_line("ei-assets refresh --full, unchanged", unchanged_full, base,
+                    f"≤ {GOALS['unchanged_full']}x floor, ≤ {GOALS['rss_mb']} MB"))
+        print(f"  the unchanged refreshes ({REPEATS}) asked Studio {asked['requests']} times for "
+              f"{asked['bytes'] / 1e3:.0f} kB: {asked['metadataRequests']} metadata requests "
+              f"({asked['metadataBytes']} bytes); the floor downloads {world['bytes'] / 1e6:.0f} MB")
         print(_line("ei-assets --help", help_run, None, f"≤ {GOALS['help_s']} s"))
         print(_line("ei-assets sql (count snapshots)", sql_run, None, f"≤ {GOALS['sql_s']} s"))
+        if asked["metadataRequests"]:
+            failures.append(f"unchanged refresh: {asked['metadataRequests']} metadata requests > 0")
         for name, r, goal in (("first refresh", first, GOALS["first"]),
-                              ("unchanged refresh", unchanged, GOALS["unchanged"])):
+                              ("unchanged refresh", unchanged, GOALS["unchanged"]),
+                              ("unchanged refresh --full", unchanged_full, GOALS["unchanged_full"])):
             if r.wall_s > goal * base.wall_s:
                 failures.append(f"{name}: {r.wall_s / base.wall_s:.2f}x the floor > {goal}x")
             if r.rss_mb > GOALS["rss_mb"]:
@@ -197,7 +222,7 @@ def measure_world() -> list[str]:
 def measure_growth() -> list[str]:
     failures: list[str] = []
     work = tempfile.mkdtemp(prefix="ei-bench-growth-")
-    print(f"\n== issue 11: growth, floor and first refresh, one run each; linear means "
+    print(f"\n== growth, floor and first refresh, one run each; linear means "
           f"≤ k x the 1x figure (+{GROWTH_SLACK - 1:.0%})")
     print(f"{'world':<22}{'MB':>6}{'floor s':>9}{'refresh s':>10}{'÷ 1x s':>8}{'peak MB':>9}"
           f"{'÷ 1x MB':>9}")

@@ -135,9 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         "refresh", help="discover, fetch, archive, flatten and load every configured project",
         description="Execute the project's Dagster refresh job in this process: discovery, fetch, "
                     "raw archive, lake and warehouse for every key in EI_API_KEY. With DAGSTER_HOME "
-                    "set, the run is recorded there and shows in the Dagster UI. Exit 0: every "
-                    "learn block refreshed; 1: some failed (all others saved); 2: configuration.",
+                    "set, the run is recorded there and shows in the Dagster UI. A project Studio "
+                    "says did not change since its last full fetch (GET last-modification) is not "
+                    "downloaded, unless that fetch is older than EI_VERIFY_EVERY (default 7d). "
+                    "Exit 0: every learn block refreshed, unchanged, not modified or of an "
+                    "unsupported type; 1: some failed (all others saved); 2: configuration.",
     )
+    refresh.add_argument("--full", action="store_true",
+                         help="fetch every block, whatever Studio's change signal says")
     refresh.add_argument("--block", action="append", default=[], metavar="PROJECT-LEARN", type=_block_key,
                          help="refresh only this learn block, e.g. 12345-3 (repeatable; default all)")
     refresh.add_argument("--project", action="append", default=[], type=int, metavar="PROJECT",
@@ -256,8 +261,8 @@ def _show_progress() -> None:
 
 
 def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: str,
-             home: str | None = None, verbose: bool = False, projects: list[int] | None = None
-             ) -> int:
+             home: str | None = None, verbose: bool = False, projects: list[int] | None = None,
+             full: bool = False) -> int:
     """Run the refresh job and tell people, once and briefly, what happened and what to do."""
     from ei_assets.dagster.names import InstanceNames
     from ei_assets.dagster.run import instance_for_cli, run_refresh
@@ -265,7 +270,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
 
     started = time.monotonic()
     outcome = run_refresh(resources, instance_for_cli(home), blocks, verbose=verbose,
-                          projects=projects)
+                          projects=projects, full=full)
     report = outcome.report
     took = f"{time.monotonic() - started:.1f}s"
     if report is None:  # the refresh step failed before it could report: settings, say
@@ -280,7 +285,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
     # a block whose snapshot the warehouse refused in this run failed, whatever the fetch said
     refused_blocks = {(f.project_id, f.learn_id) for f in refused_loads}
     for block in report.blocks:
-        if block.status in ("refreshed", "unchanged") and \
+        if block.status in ("refreshed", "unchanged", "not_modified") and \
                 (block.block.project_id, block.block.learn_id) in refused_blocks:
             counts[block.status] -= 1
             counts["failed"] += 1
@@ -295,6 +300,11 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
     refresh_step = f"{InstanceNames().refresh_op}:"  # its failure is the report's, listed above
     lines += [f"  error: {e}" for e in outcome.step_errors if not e.startswith(refresh_step)]
     lines += [f"  warning: {error}" for error in report.constraint_errors]
+    lines += [f"  warning: {error}" for error in report.signal_errors]
+    if report.signal_missed:
+        missed = ", ".join(report.signal_missed)
+        lines.append("  warning: Studio's change signal missed a change (a new snapshot although the "
+                     f"project's date had not moved; this fetch caught it): {missed}")
     unsupported = report.with_status("unsupported")
     if unsupported:
         lines.append(f"  unsupported (no metadata endpoint is known for the type; not fetched, not "
@@ -309,7 +319,7 @@ def _refresh(resources: dict[str, Any], blocks: list[str], keys: int, api_url: s
         print(f"No project could be read from {api_url}: check EI_API_URL and the network, then "
               "run `ei-assets refresh` again.")
         return EXIT_PARTIAL
-    if len(lines) > len(report.constraint_errors) + bool(unsupported):
+    if any(line.startswith(("  failed:", "  error:")) for line in lines):
         print("Fix or wait out the failures above and run `ei-assets refresh` again: "
               "blocks already saved are not fetched twice.")
     return EXIT_OK if outcome.all_refreshed else EXIT_PARTIAL
@@ -323,7 +333,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     print(f"refreshing {len(settings.api_keys)} API key(s) from {settings.api_url} "
           f"into {settings.data_dir}")
     return _refresh(settings_resources(), args.block, len(settings.api_keys), settings.api_url,
-                    verbose=args.verbose, projects=args.project)
+                    verbose=args.verbose, projects=args.project, full=args.full)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

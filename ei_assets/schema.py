@@ -287,7 +287,8 @@ TABLES: dict[str, Relation] = {t.name: t for t in [
         _c("suggested_value_text", pa.string(), "Studio's suggested value as text."),
     ),
     Relation(
-        "fetch_log", "One row per HTTP fetch of a metadata endpoint, successful or not.",
+        "fetch_log", "One row per HTTP fetch of a metadata endpoint, successful or not, or per block "
+        "not fetched because its project did not change.",
         (
             _c("fetched_at", UTC_TS, "When the fetch started.", nullable=False),
             PROJECT_ID, LEARN_ID,
@@ -300,7 +301,10 @@ TABLES: dict[str, Relation] = {t.name: t for t in [
             _c("bytes", pa.int64(), "Body size, bytes."),
             _c("snapshot_id", pa.string(), "Snapshot the response belongs to."),
             _c("changed", pa.bool_(), "Whether the response was a new snapshot."),
-            _c("error", pa.string(), "What went wrong, naming the block."),
+            _c("error", pa.string(), "What went wrong, naming the block (a snapshot the warehouse "
+               "refused, too)."),
+            _c("outcome", pa.string(), "fetched, or not_modified: not fetched because Studio said its "
+               "project did not change (then http_status is NULL, bytes 0)."),
         ),
         Kind.LOG,
     ),

@@ -1,4 +1,5 @@
-"""The configuration contract: EI_API_KEY, EI_API_URL, EI_DATA_DIR, EI_MAX_CONCURRENCY.
+"""The configuration contract: EI_API_KEY, EI_API_URL, EI_DATA_DIR, EI_WAREHOUSE,
+EI_MAX_CONCURRENCY, EI_VERIFY_EVERY.
 
 Everything is validated before the first request; a bad value raises ConfigError with one line
 naming the variable. API keys are wrapped in ApiKey so that no repr, log line or exception can
@@ -8,9 +9,11 @@ show them.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
@@ -23,6 +26,7 @@ DEFAULT_API_URL = "https://studio.edgeimpulse.com/v1"
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_WAREHOUSE = "duckdb"
+DEFAULT_VERIFY_EVERY = "7d"
 DUCKLAKE_PREFIX = "ducklake:postgres:"
 DEFAULT_SIM_PORT = 8377  # `ei-assets simulate` and `make dev`
 REPORT_PATH = "report/index.html"  # the HTML report, under the data dir
@@ -152,13 +156,33 @@ def resolve_data_dir(raw: str | None, writable: bool = True) -> tuple[pafs.FileS
     return filesystem, base.rstrip("/")
 
 
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_verify_every(value: str | None) -> timedelta:
+    """EI_VERIFY_EVERY: how old a project's last full fetch may be before its blocks are fetched
+    again although Studio says the project did not change; `0` fetches every block every time."""
+    text = (value or DEFAULT_VERIFY_EVERY).strip().lower()
+    if text == "0":
+        return timedelta(0)
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"EI_VERIFY_EVERY: {value!r} is not a duration; use a number and a unit, "
+                          "e.g. 7d, 12h, 30m, 90s, or 0 to fetch every block on every refresh")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the environment, checked (the `ei-assets` command reads them once)."""
+
     api_keys: tuple[ApiKey, ...]
     api_url: str
     data_dir: str
     max_concurrency: int
     warehouse: str | None  # None: the embedded DuckDB file; else a DuckLake catalog's conninfo
+    verify_every: timedelta
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -171,4 +195,5 @@ class Settings:
             data_dir=data_dir,
             max_concurrency=parse_max_concurrency(env.get("EI_MAX_CONCURRENCY")),
             warehouse=parse_warehouse(env.get("EI_WAREHOUSE")),
+            verify_every=parse_verify_every(env.get("EI_VERIFY_EVERY")),
         )

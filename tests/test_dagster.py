@@ -72,7 +72,8 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     res = resources(sim, tmp_path / "data")
     summary = run_refresh(res, instance)
     assert summary.all_refreshed, summary
-    assert counts(summary) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 0}
+    assert counts(summary) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 0,
+                              "not_modified": 0}
 
     expected = {f"{p.id}-{b.learn_id}" for p, b in sim.world.blocks()}
     assert set(instance.get_dynamic_partitions("learn_blocks")) == expected
@@ -105,9 +106,10 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     assert checks["profiling_complete"].passed
     assert "int8_accuracy_drop" in checks and "no_regression" in checks
 
-    # an unchanged second run: same snapshots, one more point per block in the history
-    again = run_refresh(res, instance)
-    assert counts(again) == {"refreshed": 0, "unchanged": 8, "failed": 0, "unsupported": 0}
+    # an unchanged second run, fetched in full: same snapshots, one more point per block
+    again = run_refresh(res, instance, full=True)
+    assert counts(again) == {"refreshed": 0, "unchanged": 8, "failed": 0, "unsupported": 0,
+                             "not_modified": 0}
     history = materializations(instance, "learn_block_metadata", "100001-7")
     assert [m.metadata["changed"].value for m in history] == [False, True]  # newest first
     assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 8}]
@@ -118,7 +120,8 @@ def test_a_failing_block_is_reported_and_the_others_are_saved(
 ) -> None:
     sim.faults.script(r"/100002/training/keras/6/metadata$", ["503"] * 100)
     summary = run_refresh(resources(sim, tmp_path / "data"), instance)
-    assert counts(summary) == {"refreshed": 7, "unchanged": 0, "failed": 1, "unsupported": 0}
+    assert counts(summary) == {"refreshed": 7, "unchanged": 0, "failed": 1, "unsupported": 0,
+                              "not_modified": 0}
     assert summary.report is not None
     failures = [b.describe() for b in summary.report.with_status("failed")]
     assert len(failures) == 1 and failures[0].startswith("100002-6:")
@@ -132,8 +135,8 @@ def test_a_failing_block_is_reported_and_the_others_are_saved(
     messages = [(r.level, r.user_message) for r in instance.all_logs(summary.run_id)]
     warned = [m for level, m in messages if level == logging.WARNING and "100002-6" in m]
     assert len(warned) == 1 and "HTTP 503" in warned[0]
-    assert (logging.INFO, "8 of 8 learn blocks done: 7 refreshed, 0 unchanged, 1 failed, 0 unsupported"
-            ) in messages
+    done = "8 of 8 learn blocks done: 7 refreshed, 0 unchanged, 1 failed, 0 unsupported, 0 not_modified"
+    assert (logging.INFO, done) in messages
     data = DataDir.open(str(tmp_path / "data"))
     saved = data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist()
     assert saved == [{"n": 7}]
@@ -199,8 +202,8 @@ def test_schedule_sensors_and_job_are_defined_and_on_by_default(tmp_path: Path) 
     defs = build_definitions({
         "studio": StudioResource(api_key="unused"), "data_dir": DataDirResource(data_dir=str(tmp_path)),
     })
-    schedule = defs.resolve_schedule_def("daily_refresh")
-    assert schedule.cron_schedule == "0 6 * * *"
+    schedule = defs.resolve_schedule_def("hourly_refresh")
+    assert schedule.cron_schedule == "0 * * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     for name in ("learn_block_partitions_sensor", "profiling_pending_sensor"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
@@ -264,7 +267,8 @@ def test_an_unsupported_block_is_named_once_in_the_run_log_and_fails_no_check(
     with Simulator(WorldConfig(profiling_seconds=0.0, predictions=20, unsupported_blocks=("vlm",))) as sim:
         outcome = run_refresh(resources(sim, tmp_path / "data"), instance)
     assert outcome.all_refreshed
-    assert counts(outcome) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 1}
+    assert counts(outcome) == {"refreshed": 8, "unchanged": 0, "failed": 0, "unsupported": 1,
+                                    "not_modified": 0}
     named = [r.user_message for r in instance.all_logs(outcome.run_id) if "100001-91" in r.user_message]
     assert len(named) == 1 and "not an error" in named[0]
     checks = check_results(instance, outcome.run_id)
@@ -296,3 +300,30 @@ def test_a_snapshot_the_warehouse_refuses_fails_its_check_and_nothing_else(
     counts_by_block = data.warehouse.query(
         "SELECT count(*) AS n FROM snapshots WHERE NOT (project_id = 100002 AND learn_id = 6)").to_pylist()
     assert counts_by_block == [{"n": 7}]
+
+
+def test_a_refresh_of_an_unchanged_world_skips_blocks_and_the_check_names_a_missed_change(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    res = resources(sim, tmp_path / "data")
+    first = run_refresh(res, instance)
+    assert counts(first)["refreshed"] == 8
+    before = len(materializations(instance, "learn_block_metadata", "100001-3"))
+    again = run_refresh(res, instance)
+    assert counts(again) == {"refreshed": 0, "unchanged": 0, "failed": 0, "unsupported": 0,
+                             "not_modified": 8}
+    assert len(materializations(instance, "learn_block_metadata", "100001-3")) == before
+    snapshots = materializations(instance, "metadata_snapshots")[0].metadata
+    assert snapshots["blocks_not_modified"].value == 8
+    assert check_results(instance, again.run_id)["change_signal_reliable"].passed
+
+    sim.world.retrain(100001, 3, signal=False)
+    every_time = StudioResource(api_key=",".join(sim.api_keys), api_url=sim.url, verify_every="0")
+    caught = run_refresh(res | {"studio": every_time}, instance)
+    check = check_results(instance, caught.run_id)["change_signal_reliable"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "100001-3" in str(check.metadata["blocks"].value)
+    assert caught.all_refreshed  # a warning, not a failure
+
+    full = run_refresh(res, instance, full=True)
+    assert counts(full)["not_modified"] == 0 and counts(full)["unchanged"] == 8

@@ -82,7 +82,8 @@ def test_an_unsupported_block_type_is_listed_once_and_is_no_error(tmp_path: Path
     assert ("unsupported (no metadata endpoint is known for the type; not fetched, not an error): "
             "100001-91 (vlm)") in first.stdout
     assert "Fix or wait out" not in first.stdout
-    assert second.returncode == 0 and "0 refreshed, 8 unchanged, 0 failed, 1 unsupported" in second.stdout
+    assert second.returncode == 0
+    assert "0 refreshed, 0 unchanged, 0 failed, 1 unsupported, 8 not_modified" in second.stdout
     assert not [path for path in asked if "/91/" in path]  # never fetched
 
 
@@ -94,7 +95,7 @@ def test_two_pairs_of_blocks_with_identical_responses_each_keep_every_row(
         serve(sim, copy_project, copy_learn, body(sim, project, learn))
     data = tmp_path / "data"
     first = ei(["refresh"], env(sim, data), tmp_path)
-    again = ei(["refresh"], env(sim, data), tmp_path)
+    again = ei(["refresh", "--full"], env(sim, data), tmp_path)  # fetched again, not skipped
     assert first.returncode == 0, first.stdout + first.stderr
     assert "8 refreshed, 0 unchanged, 0 failed" in first.stdout
     assert again.returncode == 0 and "0 refreshed, 8 unchanged, 0 failed" in again.stdout
@@ -134,7 +135,8 @@ def test_a_poison_document_fails_its_block_and_every_other_snapshot_loads_whole(
                 "$.modelValidationMetrics[0].predictions[1].prediction: required field missing"
                 ) in result.stdout
     assert "7 refreshed, 0 unchanged, 1 failed" in runs[0].stdout
-    assert "0 refreshed, 7 unchanged, 1 failed" in runs[1].stdout
+    # its project is fetched again (a block failed); the others did not change: not fetched
+    assert "0 refreshed, 3 unchanged, 1 failed, 0 unsupported, 4 not_modified" in runs[1].stdout
     rows = rows_by_block(data)
     assert (100001, 3) not in rows and lake_rows(data, 100001, 3) == {}
     good = [(p.id, b.learn_id) for p, b in sim.world.blocks() if (p.id, b.learn_id) != (100001, 3)]
@@ -182,11 +184,11 @@ def test_a_snapshot_the_warehouse_cannot_load_is_refused_alone_and_stays_refused
     first = ei(["refresh"], env(sim, data), tmp_path)
     second = ei(["refresh"], env(sim, data), tmp_path)
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "0 refreshed, 7 unchanged, 1 failed" in first.stdout
+    assert "0 refreshed, 0 unchanged, 1 failed, 0 unsupported, 7 not_modified" in first.stdout
     assert (f"failed: project 100001, learn block 9: snapshot {sid} could not be loaded into the "
             "warehouse: ") in first.stdout
     assert second.returncode == 1, second.stdout + second.stderr
-    assert "0 refreshed, 7 unchanged, 1 failed" in second.stdout
+    assert "0 refreshed, 3 unchanged, 1 failed, 0 unsupported, 4 not_modified" in second.stdout
     assert (f"failed: 100001-9: project 100001, learn block 9: snapshot {sid} was refused by the "
             "warehouse load") in second.stdout
     assert "no magic bytes" in second.stdout.lower()

@@ -84,7 +84,7 @@ def test_two_instances_merge_with_a_host_executor_and_nothing_collides() -> None
     for prefix in ("ei_a", "ei_b"):
         job = merged.resolve_job_def(f"{prefix}_refresh")
         assert {node.name for node in job.graph.node_defs} >= {f"{prefix}_studio_refresh"}
-        assert merged.resolve_schedule_def(f"{prefix}_daily_refresh").default_status == \
+        assert merged.resolve_schedule_def(f"{prefix}_hourly_refresh").default_status == \
             dg.DefaultScheduleStatus.STOPPED
         for sensor in ("learn_block_partitions_sensor", "profiling_pending_sensor"):
             assert merged.resolve_sensor_def(f"{prefix}_{sensor}").default_status == \
@@ -101,7 +101,7 @@ def test_two_instances_merge_with_a_host_executor_and_nothing_collides() -> None
 
 def test_automation_runs_only_when_asked() -> None:
     running = build_defs(key_prefix=["org"], automation="running")
-    assert running.resolve_schedule_def("org_daily_refresh").default_status == \
+    assert running.resolve_schedule_def("org_hourly_refresh").default_status == \
         dg.DefaultScheduleStatus.RUNNING
     assert running.resolve_sensor_def("org_profiling_pending_sensor").default_status == \
         dg.DefaultSensorStatus.RUNNING

@@ -5,13 +5,11 @@ once while a reader queries; every table and view then equals the embedded mode'
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from ei_assets.schema import SNAPSHOT_TABLES, relation
 from ei_assets.settings import ConfigError, resolve_data_dir
 from ei_assets.simulator import Simulator, WorldConfig
 from ei_assets.studio import LearnBlock
-from tests.servers import S3, Postgres, postgres_server, s3_server
+from tests.servers import S3, Postgres
 from tests.test_warehouse import FIRST, RETRAINED, T0, ingest
 
 pytestmark = pytest.mark.slow
@@ -47,11 +45,9 @@ while time.monotonic() < deadline and not os.path.exists(sys.argv[1]):
 """
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[S3, Postgres, Any]]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    with s3_server() as s3, postgres_server() as (pg, createdb):
-        yield s3, pg, createdb
+@pytest.fixture
+def servers(scale_servers: tuple[S3, Postgres, Any]) -> tuple[S3, Postgres, Any]:
+    return scale_servers
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

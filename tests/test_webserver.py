@@ -103,7 +103,7 @@ def test_ui_lists_everything_and_runs_a_refresh(ui: tuple[str, Path]) -> None:
     assert repo["location"]["name"] == "ei_assets"
     # on the simulator, dev_refresh is on too, so the history grows while you watch
     assert {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]} == {
-        "daily_refresh": "RUNNING", "dev_refresh": "RUNNING", "daily_refresh_by_project": "STOPPED"}
+        "hourly_refresh": "RUNNING", "dev_refresh": "RUNNING", "hourly_refresh_by_project": "STOPPED"}
     assert {s["name"] for s in repo["sensors"]} == {"learn_block_partitions_sensor",
                                                     "profiling_pending_sensor"}
     nodes = gql(ui, ASSETS)["assetNodes"]

@@ -35,7 +35,7 @@ from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, TABLES, VIEWS, WAREH
 from ei_assets.studio import LearnBlock
 from ei_assets.warehouse.queries import LATEST_DEFAULT_TARGET_COMPARISON
 
-__all__ = ["Assets", "RefreshConfig", "build_assets", "column_schema", "partition_changes"]
+__all__ = ["FULL_TAG", "Assets", "RefreshConfig", "build_assets", "column_schema", "partition_changes"]
 
 RUN_LOG_EVERY_S = 2.0  # a count of blocks done; each block also has its own materialization
 
@@ -90,11 +90,16 @@ def sync_partitions(instance: dg.DagsterInstance, partitions: str, blocks: list[
     raise AssertionError("unreachable")
 
 
+FULL_TAG = "ei_assets/full"  # a run tag: "true" fetches every block, as `full: true` does
+
+
 class RefreshConfig(dg.Config):
-    """Run config of the refresh step: some blocks or some projects only (default: all)."""
+    """Run config of the refresh step: some blocks or some projects only (default: all); `full`
+    fetches every block whatever Studio's change signal says."""
 
     blocks: list[str] = []  # partition keys `<project_id>-<learn_id>`; empty: every present block
     projects: list[int] = []  # only these projects (a fanned-out refresh: one run per project)
+    full: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,10 @@ def build_assets(names: InstanceNames) -> Assets:
             dg.AssetCheckSpec("all_blocks_refreshed", asset=metadata_snapshots.key,
                               description="Every learn block was fetched and stored; failures are "
                                           "listed, blocks of unsupported types too (not failures)."),
+            dg.AssetCheckSpec("change_signal_reliable", asset=metadata_snapshots.key,
+                              description="No block had a new snapshot while Studio's last "
+                                          "modification date of its project had not moved (the "
+                                          "signal missed a change; a full fetch caught it)."),
         ],
         required_resource_keys=resources,
     )
@@ -167,11 +176,22 @@ def build_assets(names: InstanceNames) -> Assets:
         data_dir: DataDirResource = getattr(context.resources, names.data_dir)
         sink: ResultSink = getattr(context.resources, names.result_sink)
         data = data_dir.open()
+        full = config.full or context.run.tags.get(FULL_TAG, "").lower() == "true"
         with studio.client() as client:
             result = refresh(client, studio.api_keys(), data.store, only=config.blocks,
                              projects=config.projects, max_workers=studio.concurrency(),
-                             on_block=_block_logger(context))
+                             on_block=_block_logger(context), verify_every=studio.verify_interval(),
+                             full=full)
         sink.put(result)
+        for project, date in result.not_modified.items():
+            blocks = sum(b.block.project_id == project for b in result.with_status("not_modified"))
+            _say(context, f"project {project}: not modified since {date:%Y-%m-%d %H:%M:%S} UTC; "
+                          f"{blocks} learn blocks not fetched")
+        for problem in result.signal_errors:
+            context.log.warning(problem)
+        if result.signal_missed:
+            context.log.warning("a new snapshot although Studio's date of its project had not moved "
+                                f"(the change signal missed it): {', '.join(result.signal_missed)}")
         unsupported = [b.describe() for b in result.with_status("unsupported")]
         if unsupported:  # once per run, not per block: nothing the user can fix
             context.log.info(f"{len(unsupported)} learn block(s) of a type with no known metadata "
@@ -337,7 +357,7 @@ def _block_events(result: RefreshResult, learn_block_metadata: dg.AssetKey,
                   metadata_snapshots: dg.AssetKey
                   ) -> Iterator[dg.MaterializeResult[None] | dg.AssetMaterialization]:
     for block in result.blocks:
-        if block.snapshot_id is None:
+        if block.snapshot_id is None or block.status == "not_modified":  # nothing new to show
             continue
         yield dg.AssetMaterialization(
             asset_key=learn_block_metadata,
@@ -360,6 +380,12 @@ def _block_events(result: RefreshResult, learn_block_metadata: dg.AssetKey,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"failed": len(failures), "failures": bullet_list(failures),
                       "unsupported": unsupported},
+        ), dg.AssetCheckResult(
+            asset_key=metadata_snapshots, check_name="change_signal_reliable",
+            passed=not result.signal_missed, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"missed": len(result.signal_missed), "blocks": bullet_list(result.signal_missed),
+                      "not_modified_projects": len(result.not_modified),
+                      "signal_errors": bullet_list(result.signal_errors)},
         )],
     )
 

@@ -36,11 +36,12 @@ ORDER BY 1, 2
 """
 
 
-def refresh_run_config(names: InstanceNames, blocks: Sequence[str] = (), projects: Sequence[int] = ()
-                       ) -> dict[str, Any]:
+def refresh_run_config(names: InstanceNames, blocks: Sequence[str] = (), projects: Sequence[int] = (),
+                       full: bool = False) -> dict[str, Any]:
     """Run config of an instance's refresh job for some learn blocks (`<project_id>-<learn_id>`)
-    or some projects only."""
-    return {"ops": {names.refresh_op: {"config": {"blocks": list(blocks), "projects": list(projects)}}}}
+    or some projects only; `full` fetches every block whatever the change signal says."""
+    config = {"blocks": list(blocks), "projects": list(projects), "full": full}
+    return {"ops": {names.refresh_op: {"config": config}}}
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,12 @@ def build_automation(assets: Assets, mode: AutomationMode) -> Automation:
         selection=dg.AssetSelection.assets(*assets.refreshed),
         description="Discover every learn block, fetch its metadata, archive, flatten, load, compare.",
     )
-    daily_refresh = dg.ScheduleDefinition(
-        name=names.name("daily_refresh"), job=refresh_job, cron_schedule="0 6 * * *",
+    # Hourly: a project Studio says did not change costs one small request (change detection), so
+    # the history can follow retrains within the hour at the price of a daily download.
+    hourly_refresh = dg.ScheduleDefinition(
+        name=names.name("hourly_refresh"), job=refresh_job, cron_schedule="0 * * * *",
         execution_timezone="UTC", default_status=schedule_on,
-        description="Refresh everything every day at 06:00 UTC.",
+        description="Refresh every hour: projects Studio says did not change are not downloaded.",
     )
     # `make dev` on the simulator: the simulator retrains a block every 10 minutes, so a refresh
     # every 5 minutes lets the history grow while you watch. Elsewhere it exists, stopped: turn it
@@ -80,13 +83,13 @@ def build_automation(assets: Assets, mode: AutomationMode) -> Automation:
         description="Refresh every 5 minutes: on under `make dev` with the simulator, off elsewhere.",
     )
 
-    @dg.schedule(name=names.name("daily_refresh_by_project"), job=refresh_job,
-                 cron_schedule="0 6 * * *", execution_timezone="UTC", default_status=stopped,
+    @dg.schedule(name=names.name("hourly_refresh_by_project"), job=refresh_job,
+                 cron_schedule="0 * * * *", execution_timezone="UTC", default_status=stopped,
                  required_resource_keys={names.studio},
-                 description="The daily refresh fanned out: one run per project, so that many "
-                             "workers share the work (deployments with a run queue; see deploy/). "
-                             "Turn it on instead of daily_refresh.")
-    def daily_refresh_by_project(context: dg.ScheduleEvaluationContext
+                 description="The hourly refresh fanned out: one run per project, so that many "
+                             "workers share the work (deployments with a run queue; see "
+                             "docs/deploying.md). Turn it on instead of hourly_refresh.")
+    def hourly_refresh_by_project(context: dg.ScheduleEvaluationContext
                                  ) -> list[dg.RunRequest] | dg.SkipReason:
         studio: StudioResource = getattr(context.resources, names.studio)
         projects: set[int] = set()
@@ -98,8 +101,8 @@ def build_automation(assets: Assets, mode: AutomationMode) -> Automation:
                     context.log.warning(f"API key {key.label}: {exc}")
         if not projects:
             return dg.SkipReason("no project reachable with the configured API keys")
-        day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-        return [dg.RunRequest(run_key=f"{day}-{project}",
+        hour = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
+        return [dg.RunRequest(run_key=f"{hour}-{project}",
                               run_config=refresh_run_config(names, projects=[project]),
                               tags={"ei_assets/project": str(project)})
                 for project in sorted(projects)]
@@ -148,5 +151,5 @@ def build_automation(assets: Assets, mode: AutomationMode) -> Automation:
             tags={"ei_assets/reason": "profiling-pending"},
         )])
 
-    return Automation(refresh_job, [daily_refresh, daily_refresh_by_project, dev_refresh],
+    return Automation(refresh_job, [hourly_refresh, hourly_refresh_by_project, dev_refresh],
                       [learn_block_partitions_sensor, profiling_pending_sensor])

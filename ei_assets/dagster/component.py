@@ -49,6 +49,11 @@ class EdgeImpulseComponent(dg.Component, dg.Model, dg.Resolvable):
     max_concurrency: int | None = Field(default=None, description="Most Studio requests in flight at "
                                                                   "once (default: EI_MAX_CONCURRENCY, "
                                                                   "else 8).")
+    verify_every: str | None = Field(default=None, description="How old a project's last full fetch "
+                                                               "may be before its blocks are fetched "
+                                                               "although Studio says it did not "
+                                                               "change: 7d, 12h, 30m, 0 (default: "
+                                                               "EI_VERIFY_EVERY, else 7d).")
     key_prefix: list[str] = Field(default=[],  # pydantic copies it: not shared between instances
                                   description="Prefix of every asset key (and of every job, schedule, "
                                               "sensor and resource name) of this instance.")
@@ -58,4 +63,5 @@ class EdgeImpulseComponent(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return build_defs(key_prefix=self.key_prefix, api_key_env_var=self.api_key_env_var,
                           api_url=self.api_url, data_dir=self.data_dir, warehouse=self.warehouse,
-                          max_concurrency=self.max_concurrency, automation=self.automation)
+                          max_concurrency=self.max_concurrency, verify_every=self.verify_every,
+                          automation=self.automation)

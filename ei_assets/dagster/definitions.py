@@ -26,6 +26,7 @@ from ei_assets.settings import (
     DEFAULT_API_URL,
     DEFAULT_DATA_DIR,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_VERIFY_EVERY,
     DEFAULT_WAREHOUSE,
     ConfigError,
 )
@@ -43,13 +44,15 @@ def build_defs(
     data_dir: str | None = None,
     warehouse: str | None = None,
     max_concurrency: int | None = None,
+    verify_every: str | None = None,
     automation: AutomationMode = "stopped",
 ) -> dg.Definitions:
     """One instance of ei_assets: its assets (keys under `key_prefix`), checks, refresh job,
     schedules and sensors (stopped unless `automation="running"`), and its resources. Merge it
     into a host's definitions with `dagster.Definitions.merge`; it sets no executor."""
     resources = settings_resources(api_key_env_var=api_key_env_var, api_url=api_url, data_dir=data_dir,
-                                   warehouse=warehouse, max_concurrency=max_concurrency)
+                                   warehouse=warehouse, max_concurrency=max_concurrency,
+                                   verify_every=verify_every)
     return instance_definitions(InstanceNames.of(key_prefix), resources, automation)
 
 
@@ -72,7 +75,8 @@ def instance_definitions(names: InstanceNames, resources: Mapping[str, Any],
 
 def settings_resources(*, api_key_env_var: str = "EI_API_KEY", api_url: str | None = None,
                        data_dir: str | None = None, warehouse: str | None = None,
-                       max_concurrency: int | None = None) -> dict[str, Any]:
+                       max_concurrency: int | None = None, verify_every: str | None = None
+                       ) -> dict[str, Any]:
     """The resources by role, from the values given, else the `EI_*` variables, else defaults."""
     if not _ENV_NAME.match(api_key_env_var):
         raise ConfigError(f"api_key_env_var: {api_key_env_var!r} is not an environment variable "
@@ -82,6 +86,7 @@ def settings_resources(*, api_key_env_var: str = "EI_API_KEY", api_url: str | No
             api_key=dg.EnvVar(api_key_env_var),
             api_url=_setting(api_url, "EI_API_URL", DEFAULT_API_URL),
             max_concurrency=_setting(max_concurrency, "EI_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, int),
+            verify_every=_setting(verify_every, "EI_VERIFY_EVERY", DEFAULT_VERIFY_EVERY),
         ),
         "data_dir": DataDirResource(data_dir=_setting(data_dir, "EI_DATA_DIR", DEFAULT_DATA_DIR),
                                     warehouse=_setting(warehouse, "EI_WAREHOUSE", DEFAULT_WAREHOUSE)),

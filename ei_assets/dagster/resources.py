@@ -8,6 +8,7 @@ with one line naming the variable.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -18,11 +19,13 @@ from ei_assets.settings import (
     DEFAULT_API_URL,
     DEFAULT_DATA_DIR,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_VERIFY_EVERY,
     DEFAULT_WAREHOUSE,
     ApiKey,
     parse_api_keys,
     parse_api_url,
     parse_max_concurrency,
+    parse_verify_every,
 )
 from ei_assets.studio import RetryPolicy, StudioClient
 from ei_assets.warehouse import LoadResult, Thresholds
@@ -44,6 +47,13 @@ class StudioResource(dg.ConfigurableResource["StudioResource"]):
                               description="Attempts per request on 429, 5xx, timeouts, drops")
     backoff_seconds: float = Field(default=0.5, gt=0,
                                    description="First backoff; doubles per attempt, with jitter")
+    verify_every: str = Field(default=DEFAULT_VERIFY_EVERY,
+                              description="EI_VERIFY_EVERY: how old a project's last full fetch may "
+                                          "be before its blocks are fetched although Studio says it "
+                                          "did not change (7d, 12h, 30m; 0: always fetch)")
+
+    def verify_interval(self) -> timedelta:
+        return parse_verify_every(self.verify_every)
 
     def api_keys(self) -> tuple[ApiKey, ...]:
         return parse_api_keys(self.api_key)

@@ -99,7 +99,7 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
                 blocks: list[str] | None = None, verbose: bool = False,
-                projects: list[int] | None = None) -> RunOutcome:
+                projects: list[int] | None = None, full: bool = False) -> RunOutcome:
     """Run the project's refresh job over `resources` (for `blocks` only, if given) and collect
     the core's report."""
     sink = ResultSink()
@@ -107,7 +107,7 @@ def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
     definitions = instance_definitions(names, {**resources, "result_sink": sink}, "stopped")
     job = definitions.resolve_job_def(names.refresh_job)
     run_config: dict[str, Any] = {**({} if verbose else QUIET_RUN_CONFIG),
-                                  **refresh_run_config(names, blocks or [], projects or [])}
+                                  **refresh_run_config(names, blocks or [], projects or [], full)}
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                     tags={PROCESS_TAG: process_identity()})
     outcome = RunOutcome(success=result.success, run_id=result.run_id, report=sink.last,

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -29,6 +29,16 @@ import pyarrow as pa
 from ei_assets.ingest.flatten import DocumentError
 from ei_assets.ingest.target_constraints import constraints_tables
 from ei_assets.memory import release_unused_memory
+from ei_assets.pipeline.change_detection import (
+    BlockOutcome,
+    ProjectState,
+    may_skip,
+    missed_changes,
+    next_state,
+    read_state,
+    supported,
+    write_state,
+)
 from ei_assets.pipeline.saving import DataStore, UnloadableSnapshotError
 from ei_assets.schema import TABLES
 from ei_assets.settings import ApiKey
@@ -46,8 +56,9 @@ log = logging.getLogger(__name__)
 
 # unsupported: a block type with no known metadata endpoint (a VLM block, a type newer than this
 # code). Not fetched and not an error: the user cannot fix it (contract section 2).
-Status = Literal["refreshed", "unchanged", "failed", "unsupported"]
-STATUSES: tuple[Status, ...] = ("refreshed", "unchanged", "failed", "unsupported")
+# not_modified: not fetched, because Studio says its project did not change (contract section 6).
+Status = Literal["refreshed", "unchanged", "failed", "unsupported", "not_modified"]
+STATUSES: tuple[Status, ...] = ("refreshed", "unchanged", "failed", "unsupported", "not_modified")
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class BlockResult:
     rows: Mapping[str, int] = field(default_factory=dict)  # rows written to the lake, per table
     summary: Mapping[str, float] = field(default_factory=dict)  # see ei_assets.ingest.summary
     fetches: Sequence[Mapping[str, Any]] = ()  # fetch_log rows
+    profiling_pending: bool = False  # a model type of its snapshot is still being profiled
 
     @property
     def changed(self) -> bool:
@@ -81,6 +93,12 @@ class RefreshResult:
     blocks: list[BlockResult]
     # projects whose target constraints could not be read: listed, they fail no block
     constraint_errors: list[str] = field(default_factory=list)
+    # change detection: projects whose blocks were not fetched (Studio's date for each), projects
+    # whose date could not be read (fetched as before), and blocks with a new snapshot although
+    # their project's date had not moved (the signal missed a change)
+    not_modified: dict[int, datetime] = field(default_factory=dict)
+    signal_errors: list[str] = field(default_factory=list)
+    signal_missed: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[Status, int]:
         return {status: sum(b.status == status for b in self.blocks) for status in STATUSES}
@@ -116,10 +134,14 @@ def refresh(
     projects: Collection[int] = (),
     max_workers: int,
     on_block: OnBlock | None = None,
+    verify_every: timedelta = timedelta(0),
+    full: bool = False,
 ) -> RefreshResult:
     """Discover every learn block of every key, then refresh them all, or those in `only` (keys
     `<project_id>-<learn_id>`), or those of `projects` (one run per project fans a refresh out
-    over many workers). Writes one discoveries and one fetch_log file per call."""
+    over many workers). A project Studio says did not change is not fetched (see
+    change_detection) unless `full`, `only`, or its last full fetch is `verify_every` old.
+    Writes one discoveries and one fetch_log file per call."""
     found = client.discover(keys)
     if projects:
         found = _only_projects(found, set(projects))
@@ -127,16 +149,78 @@ def refresh(
     if found.blocks:
         store.raw.append_log("discoveries", discoveries_table(found.blocks, seen_at))
     constraint_errors = fetch_target_constraints(client, found, store, seen_at, max_workers)
-    blocks = found.blocks
+    dates, signal_errors = fetch_modification_dates(client, found, max_workers)
+    by_project = {p: [b for b in found.blocks if b.project_id == p] for p in found.keys_by_project}
+    states = {p: read_state(store.raw, p) for p in by_project}
+    skipped = {} if full or only else {
+        p: date for p, date in dates.items()
+        if date is not None and may_skip(states[p], date, by_project[p], seen_at, verify_every)}
+    not_modified = [_not_modified(b, states[b.project_id], seen_at)
+                    for b in supported(found.blocks) if b.project_id in skipped]
+    skipped_keys = {r.block.key for r in not_modified}  # blocks of unsupported types stay: listed
+    blocks = [b for b in found.blocks if b.key not in skipped_keys]
     missing: list[BlockResult] = []
     if only:
         listed = {b.key for b in blocks}
         blocks = [b for b in blocks if b.key in set(only)]
         missing = [_not_listed(key) for key in sorted(set(only) - listed)]
-    reports = refresh_blocks(client, blocks, found.keys_by_project, store, max_workers, on_block)
-    return RefreshResult(found, sorted([*reports, *missing],
+    reports = refresh_blocks(client, blocks, found.keys_by_project, store, max_workers, on_block,
+                             logged=not_modified)
+    missed = _keep_states(store, by_project, skipped, dates, states, reports, seen_at)
+    return RefreshResult(found, sorted([*reports, *not_modified, *missing],
                                        key=lambda r: (r.block.project_id, r.block.learn_id)),
-                         constraint_errors)
+                         constraint_errors, skipped, signal_errors, missed)
+
+
+def fetch_modification_dates(client: StudioClient, found: Discovery, max_workers: int
+                             ) -> tuple[dict[int, datetime | None], list[str]]:
+    """Studio's last modification date of every reachable project (None: none, or no answer),
+    and the projects whose date could not be read, named: those are fetched as before."""
+
+    def one(project_id: int) -> datetime | str | None:
+        try:
+            return client.get_last_modification(found.keys_by_project[project_id], project_id)
+        except StudioError as exc:  # names the project and endpoint already
+            return f"{exc}; its blocks are fetched"
+        except Exception as exc:
+            return f"project {project_id}, last-modification: {_describe(exc)}; its blocks are fetched"
+
+    projects = sorted(found.keys_by_project)
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-dates") as pool:
+        answers = dict(zip(projects, pool.map(one, projects), strict=True))
+    return ({p: None if isinstance(a, str) else a for p, a in answers.items()},
+            [a for a in answers.values() if isinstance(a, str)])
+
+
+def _not_modified(block: LearnBlock, state: ProjectState | None, at: datetime) -> BlockResult:
+    """A block of a project that did not change: not fetched, its current snapshot kept."""
+    assert state is not None  # a project is skipped only with a state that lists its blocks
+    sid = state.blocks[block.learn_id]
+    row = _fetch_row(block, metadata_endpoints(block.block_type)[0].name, at, ok=True, status=None,
+                     attempts=0, size=0, outcome="not_modified")
+    row["snapshot_id"], row["changed"] = sid, False
+    return BlockResult(block, "not_modified", sid, fetches=[row])
+
+
+def _keep_states(store: DataStore, by_project: Mapping[int, list[LearnBlock]],
+                 skipped: Mapping[int, datetime], dates: Mapping[int, datetime | None],
+                 states: Mapping[int, ProjectState | None], reports: Sequence[BlockResult],
+                 fetched_at: datetime) -> list[str]:
+    """After the fetch: the state of every project whose blocks were all fetched (forgotten if
+    one failed); returns the blocks whose change the signal missed."""
+    missed: list[str] = []
+    by_key = {r.block.key: r for r in reports}
+    for project, blocks in by_project.items():
+        wanted = supported(blocks)
+        if project in skipped or not all(b.key in by_key for b in wanted):
+            continue  # not fetched, or fetched in part (`only`): what was known stays
+        outcomes = [BlockOutcome(b.learn_id, by_key[b.key].snapshot_id
+                                 if by_key[b.key].status != "failed" else None,
+                                 by_key[b.key].profiling_pending) for b in wanted]
+        missed += [f"{project}-{learn}" for learn in missed_changes(states[project], dates[project],
+                                                                     outcomes)]
+        write_state(store.raw, project, next_state(dates[project], outcomes, fetched_at))
+    return missed
 
 
 def _only_projects(found: Discovery, projects: set[int]) -> Discovery:
@@ -188,9 +272,11 @@ def refresh_blocks(
     store: DataStore,
     max_workers: int,
     on_block: OnBlock | None = None,
+    logged: Sequence[BlockResult] = (),
 ) -> list[BlockResult]:
-    """Refresh blocks concurrently; writes one fetch_log file for the batch. Reports come back in
-    the order given; `on_block` hears of each as it finishes."""
+    """Refresh blocks concurrently; writes one fetch_log file for the batch, with the fetches of
+    `logged` (blocks not fetched). Reports come back in the order given; `on_block` hears of
+    each as it finishes."""
     storing = threading.BoundedSemaphore(os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-fetch") as pool:
         futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing)
@@ -199,7 +285,7 @@ def refresh_blocks(
             if on_block is not None:
                 on_block(future.result(), done, len(futures))
         reports = [future.result() for future in futures]
-    store.raw.append_log("fetch_log", fetch_log_table(reports))
+    store.raw.append_log("fetch_log", fetch_log_table([*reports, *logged]))
     release_unused_memory()  # the responses are gone: their memory goes back to the system
     return reports
 
@@ -250,7 +336,7 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
     for row in fetches:
         row["snapshot_id"], row["changed"] = sid, saved.is_new
     return BlockResult(block, "refreshed" if saved.is_new else "unchanged", sid, rows=saved.rows,
-                       summary=saved.summary, fetches=fetches)
+                       summary=saved.summary, fetches=fetches, profiling_pending=saved.profiling_pending)
 
 
 def _describe(exc: Exception) -> str:
@@ -266,12 +352,13 @@ def _describe(exc: Exception) -> str:
 def _fetch_row(
     block: LearnBlock, endpoint: str, fetched_at: datetime, *, ok: bool, status: int | None,
     attempts: int, duration_ms: float | None = None, size: int | None = None, error: str | None = None,
+    outcome: str = "fetched",
 ) -> dict[str, Any]:
     return {
         "fetched_at": fetched_at, "project_id": block.project_id, "learn_id": block.learn_id,
         "endpoint": endpoint, "http_status": status, "ok": ok, "attempts": attempts,
         "duration_ms": duration_ms, "bytes": size, "snapshot_id": None, "changed": None,
-        "error": error,
+        "error": error, "outcome": outcome,
     }
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from ei_assets.errors import EiAssetsError
@@ -60,6 +61,7 @@ class Saved:
     is_new: bool  # its raw bodies were not in the archive before
     rows: Mapping[str, int] = field(default_factory=dict)  # rows written to the lake, per table
     summary: Mapping[str, float] = field(default_factory=dict)  # see ei_assets.ingest.summary
+    profiling_pending: bool = False  # a model type of it is still being profiled
 
 
 class DataStore:
@@ -93,7 +95,7 @@ class DataStore:
     def _unchanged(self, snapshot: Snapshot, is_new: bool) -> Saved:
         """A snapshot already in the lake: nothing written, its summary read from the lake."""
         small = [self.lake.read(table, snapshot) for table in SUMMARY_TABLES]
-        return Saved(snapshot, is_new, {}, snapshot_summary(*small))
+        return Saved(snapshot, is_new, {}, snapshot_summary(*small), _pending(small[0]))
 
     def _flatten(self, snapshot: Snapshot, bodies: Mapping[str, Body], is_new: bool,
                  rewrite: bool = False) -> Saved:
@@ -109,4 +111,10 @@ class DataStore:
 
         rows = self.lake.write_snapshot(snapshot, keep_small(flatten(snapshot, bodies)))
         return Saved(snapshot, is_new, rows,
-                     snapshot_summary(small["model_metrics"], small["on_device_performance"]))
+                     snapshot_summary(small["model_metrics"], small["on_device_performance"]),
+                     _pending(small["model_metrics"]))
+
+
+def _pending(model_metrics: pa.Table) -> bool:
+    """Whether any model type of the snapshot is still being profiled."""
+    return bool(pc.any(model_metrics.column("profiling_pending")).as_py())

@@ -29,7 +29,12 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def projects_document(project: ProjectSpec) -> Doc:
+def last_modification_document(modified: datetime, dateless: bool = False) -> Doc:
+    """GET /api/{projectId}/last-modification; `dateless` answers without the date."""
+    return {"success": True} if dateless else {"success": True, "lastModificationDate": _iso(modified)}
+
+
+def projects_document(project: ProjectSpec, modified: datetime) -> Doc:
     return {
         "success": True,
         "projects": [
@@ -38,6 +43,7 @@ def projects_document(project: ProjectSpec) -> Doc:
                 "name": project.name,
                 "description": f"{project.name} (Studio simulator)",
                 "created": "2026-09-01T08:00:00.000Z",
+                "lastModified": _iso(modified),
                 "owner": "ei-assets simulator",
                 "ownerIsDeveloperProfile": False,
                 "collaborators": [],

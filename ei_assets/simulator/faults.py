@@ -8,7 +8,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("429", "500", "502", "503", "slow", "drop", "truncate", "unsuccessful", "html")
+# `dateless`: on /last-modification only, an answer without the date (elsewhere: none)
+FAULT_KINDS = ("429", "500", "502", "503", "slow", "drop", "truncate", "unsuccessful", "html",
+               "dateless")
 NO_FAULT = "ok"
 
 

@@ -2,18 +2,23 @@
 
 Studio paths (all GET, `x-api-key` auth):
   /v1/api/projects, /v1/api/{projectId}/impulses, /v1/api/{projectId}/impulse,
+  /v1/api/{projectId}/target-constraints, /v1/api/{projectId}/last-modification,
   /v1/api/{projectId}/training/anomaly/{learnId}/metadata,
   /v1/api/{projectId}/training/anomaly/{learnId}/gmm/metadata,
   /v1/api/{projectId}/training/keras/{learnId}/metadata[?excludeLabels=true]
 Control paths (no auth, loopback only):
   GET /_sim/state, GET /_sim/stats, POST /_sim/stats/reset,
-  POST /_sim/retrain {"projectId": P, "learnId": L} (both optional: all blocks),
+  POST /_sim/retrain {"projectId": P, "learnId": L} (both optional: all blocks; "signal": false
+                     retrains without moving the project's last modification date),
+  POST /_sim/data-change {"projectId": P} (the project's date moves, no block changes),
+  POST /_sim/profiling/finish {"projectId": P, "learnId": L},
   POST /_sim/faults {"rates": {"503": 0.1}, "script": [{"path": "regex", "kinds": ["429", "ok"]}],
                      "retryAfter": "2", "slowSeconds": 5, "latencySeconds": 0},
   DELETE /_sim/faults
 Fault kinds: 429 (with Retry-After), 500, 502, 503, slow (longer than a client timeout), drop
 (connection closed, no response), truncate (half the body, then closed), unsuccessful
-(`success: false` at HTTP 200), html (a proxy's HTML error page at HTTP 200).
+(`success: false` at HTTP 200), html (a proxy's HTML error page at HTTP 200), dateless (a
+last-modification answer without its date).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("impulses", re.compile(r"^/v1/api/(?P<project>\d+)/impulses$")),
     ("impulse", re.compile(r"^/v1/api/(?P<project>\d+)/impulse$")),
     ("target-constraints", re.compile(r"^/v1/api/(?P<project>\d+)/target-constraints$")),
+    ("last-modification", re.compile(r"^/v1/api/(?P<project>\d+)/last-modification$")),
     ("gmm", re.compile(r"^/v1/api/(?P<project>\d+)/training/anomaly/(?P<learn>\d+)/gmm/metadata$")),
     ("anomaly", re.compile(r"^/v1/api/(?P<project>\d+)/training/anomaly/(?P<learn>\d+)/metadata$")),
     ("keras", re.compile(r"^/v1/api/(?P<project>\d+)/training/keras/(?P<learn>\d+)/metadata$")),
@@ -51,10 +57,17 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
 
 @dataclass
 class RequestRecord:
+    """One Studio request the server answered."""
+
     at: float  # monotonic seconds
     path: str
     status: int
     fault: str | None
+    sent: int = 0  # body bytes sent
+
+    @property
+    def is_metadata(self) -> bool:
+        return "/training/" in self.path
 
 
 @dataclass
@@ -89,6 +102,9 @@ class Stats:
                 "requests": len(self.requests),
                 "byStatus": _count(str(r.status) for r in self.requests),
                 "byFault": _count(r.fault for r in self.requests if r.fault),
+                "metadataRequests": sum(r.is_metadata for r in self.requests),
+                "metadataBytes": sum(r.sent for r in self.requests if r.is_metadata),
+                "bytes": sum(r.sent for r in self.requests),
             }
 
 
@@ -144,6 +160,7 @@ class SimulatorServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SimulatorServer
+    _sent = 0  # body bytes of the response being answered
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
@@ -166,6 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         stats = self.server.stats
         stats.enter()
+        self._sent = 0
         status, fault = 500, None
         try:
             fault = self.server.faults.choose(url.path) if url.path.startswith("/v1/api/") else None
@@ -173,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             status = 499  # the client went away (e.g. it timed out on a slow response)
         finally:
-            stats.leave(RequestRecord(time.monotonic(), url.path, status, fault))
+            stats.leave(RequestRecord(time.monotonic(), url.path, status, fault, self._sent))
 
     # ---- the Studio API --------------------------------------------------------------------
 
@@ -213,8 +231,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None or match is None:
             return self._json(404, {"success": False, "error": f"Unknown path {path}"})
         if route == "projects":
-            return self._send_doc(fault, ("projects", project.id),
-                                  lambda: documents.projects_document(project))
+            modified = world.last_modified(project.id)
+            return self._send_doc(fault, ("projects", project.id, modified),
+                                  lambda: documents.projects_document(project, modified))
         project_id = int(match.group("project"))
         if project_id != project.id:
             # Studio does not reveal whether a project exists to a key of another project
@@ -225,6 +244,10 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "impulse":
             return self._send_doc(fault, ("impulse", project.id),
                                   lambda: documents.impulse_document(project))
+        if route == "last-modification":
+            modified, dateless = world.last_modified(project.id), fault == "dateless"
+            return self._send_doc(fault, ("last-modification", project.id, modified, dateless),
+                                  lambda: documents.last_modification_document(modified, dateless))
         if route == "target-constraints":
             return self._send_doc(fault, ("target-constraints", project.id),
                                   lambda: documents.target_constraints_document(world, project))
@@ -274,8 +297,12 @@ class _Handler(BaseHTTPRequestHandler):
                 server.stats.reset()
                 self._json(200, {"success": True})
             elif method == "POST" and path == "/_sim/retrain":
-                retrained = server.world.retrain_matching(payload.get("projectId"), payload.get("learnId"))
+                retrained = server.world.retrain_matching(payload.get("projectId"), payload.get("learnId"),
+                                                          signal=payload.get("signal", True) is not False)
                 self._json(200, {"success": True, "retrained": retrained})
+            elif method == "POST" and path == "/_sim/data-change":
+                modified = server.world.change_data(int(payload["projectId"]))
+                self._json(200, {"success": True, "lastModificationDate": modified.isoformat()})
             elif method == "POST" and path == "/_sim/profiling/finish":
                 finished = server.world.finish_profiling(payload.get("projectId"), payload.get("learnId"))
                 self._json(200, {"success": True, "finished": finished})
@@ -311,10 +338,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if truncate:
             self.wfile.write(body[: len(body) // 2])
+            self._sent = len(body) // 2
             self.wfile.flush()
             self._drop()
             return
         self.wfile.write(body)
+        self._sent = len(body)
 
     def _drop(self) -> None:
         """Close the connection abruptly, without (the rest of) a response."""

@@ -2,7 +2,10 @@
 
 Everything is derived from the seed, so the same seed always gives the same keys, ids and
 (until the first retrain) the same metadata. A retrain bumps a block's version, stamps `created`
-with the current time and leaves profiling pending for `profiling_seconds`.
+with the current time, leaves profiling pending for `profiling_seconds`, and moves its project's
+last modification date, as a change of the project's data does; profiling that finishes does
+not move it (as on Studio). A silent retrain changes a block without moving the date: the case
+of a change signal that misses one.
 """
 
 from __future__ import annotations
@@ -229,6 +232,7 @@ class World:
     config: WorldConfig = field(default_factory=WorldConfig)
     projects: dict[int, ProjectSpec] = field(init=False)
     states: dict[tuple[int, int], BlockState] = field(init=False)
+    modified: dict[int, datetime] = field(init=False)  # each project's last modification date
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def predictions(self, block_type: str) -> int:
@@ -240,6 +244,7 @@ class World:
             raise ValueError(f"targets must be 1..{len(TARGETS)}, got {self.config.targets}")
         self.projects = {}
         self.states = {}
+        self.modified = {}
         rng = random.Random(self.config.seed)
         base = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
         for index in range(self.config.projects):
@@ -268,6 +273,9 @@ class World:
                 for block in impulse.blocks:
                     created = base + timedelta(minutes=rng.randrange(0, 60 * 24 * 30))
                     self.states[(project_id, block.learn_id)] = BlockState(1, created)
+            self.modified[project_id] = max(
+                (self.states[(project_id, b.learn_id)].created for i in impulses for b in i.blocks),
+                default=base)
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -310,12 +318,27 @@ class World:
             raise KeyError(f"no learn block matches project {project_id}, learn block {learn_id}")
         return chosen
 
-    def retrain_matching(self, project_id: int | None = None, learn_id: int | None = None) -> list[str]:
+    def retrain_matching(self, project_id: int | None = None, learn_id: int | None = None,
+                         signal: bool = True) -> list[str]:
         """Retrain one block, every block of a project, or every block; returns `project-learn` keys."""
         chosen = self.matching(project_id, learn_id)
         for pid, lid in chosen:
-            self.retrain(pid, lid)
+            self.retrain(pid, lid, signal)
         return [f"{pid}-{lid}" for pid, lid in chosen]
+
+    def last_modified(self, project_id: int) -> datetime:
+        with self._lock:
+            return self.modified[project_id]
+
+    def change_data(self, project_id: int) -> datetime:
+        """The project's data changed (samples added, say): its date moves, no block changes."""
+        with self._lock:
+            return self._touch(project_id)
+
+    def _touch(self, project_id: int) -> datetime:
+        now = datetime.now(UTC).replace(microsecond=0)
+        self.modified[project_id] = max(now, self.modified[project_id] + timedelta(seconds=1))
+        return self.modified[project_id]
 
     def finish_profiling(self, project_id: int | None = None, learn_id: int | None = None) -> list[str]:
         """End pending profiling now (tests control time this way, not by sleeping)."""
@@ -325,8 +348,9 @@ class World:
                 self.states[key].profiling_until = None
         return [f"{pid}-{lid}" for pid, lid in chosen]
 
-    def retrain(self, project_id: int, learn_id: int) -> BlockState:
-        """Train the block again: new metrics, new `created`, profiling pending for a while."""
+    def retrain(self, project_id: int, learn_id: int, signal: bool = True) -> BlockState:
+        """Train the block again: new metrics, new `created`, profiling pending for a while; the
+        project's date moves, unless `signal` is False (a change the signal misses)."""
         with self._lock:
             state = self.states[(project_id, learn_id)]
             state.version += 1
@@ -334,4 +358,6 @@ class World:
                 datetime.now(UTC).replace(microsecond=0), state.created + timedelta(seconds=1)
             )
             state.profiling_until = time.monotonic() + self.config.profiling_seconds
+            if signal:
+                self._touch(project_id)
             return BlockState(state.version, state.created, state.profiling_until)

@@ -8,6 +8,8 @@ Layout under `<data dir>/raw/`:
                                                                (see `mark_unloadable`)
   project_id=P/learn_id=L/_seen/<body digest>                  the snapshot id of bodies with
                                                                these exact bytes (see `recall`)
+  project_id=P/_refresh.json                                   what the last full fetch of the
+                                                               project saw (change detection)
   _log/<table>/<YYYY-MM-DD>/<time>-<uuid>.parquet             fetch_log and discoveries, per run
 The lake and the warehouse can be rebuilt from this folder alone.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 
 import msgspec
@@ -30,6 +33,7 @@ from ei_assets.studio.blocks import Body
 
 MARKER = "snapshot.json"
 UNLOADABLE = "unloadable.txt"
+PROJECT_STATE = "_refresh.json"
 SEEN_DIR = "_seen"
 _read_marker = msgspec.json.Decoder(Snapshot).decode
 
@@ -113,6 +117,27 @@ class RawArchive:
         for path in marks:
             self.filesystem.delete_file(path)
         return len(marks)
+
+    # ---- a project's change-detection state (its format is ei_assets.pipeline.change_detection's)
+
+    def _project_state(self, project_id: int) -> str:
+        return f"{self.root}/project_id={int(project_id)}/{PROJECT_STATE}"
+
+    def read_project_state(self, project_id: int) -> bytes | None:
+        try:
+            with self.filesystem.open_input_stream(self._project_state(project_id),
+                                                   compression=None) as stream:
+                return bytes(stream.read())
+        except FileNotFoundError:
+            return None
+
+    def write_project_state(self, project_id: int, state: bytes) -> None:
+        write_atomically(self.filesystem, self._project_state(project_id), _writer(state))
+
+    def forget_project_state(self, project_id: int) -> None:
+        """The next refresh fetches every block of the project, whatever Studio's date says."""
+        with suppress(FileNotFoundError):
+            self.filesystem.delete_file(self._project_state(project_id))
 
     def read(self, snapshot: Snapshot) -> dict[str, bytes]:
         folder = self._dir(snapshot)

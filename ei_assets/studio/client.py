@@ -102,10 +102,15 @@ class _ImpulsesDoc(msgspec.Struct):
     impulses: list[_ImpulseDoc]
 
 
+class _LastModificationDoc(msgspec.Struct, rename="camel"):
+    last_modification_date: datetime | None = None
+
+
 # Built once at import, never lazily inside the fetch threads.
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _DECODERS: dict[type[Any], Callable[[Body], Any]] = {
-    doc_type: msgspec.json.Decoder(doc_type).decode for doc_type in (_ProjectsDoc, _ImpulsesDoc)
+    doc_type: msgspec.json.Decoder(doc_type).decode
+    for doc_type in (_ProjectsDoc, _ImpulsesDoc, _LastModificationDoc)
 }
 
 
@@ -206,6 +211,17 @@ class StudioClient:
         """GET /api/{projectId}/target-constraints: the project's target devices and budgets."""
         return self.get(key, f"/api/{int(project_id)}/target-constraints",
                         endpoint="target-constraints", project_id=project_id)
+
+    def get_last_modification(self, key: ApiKey, project_id: int) -> datetime | None:
+        """GET /api/{projectId}/last-modification: when the project's data or an impulse last
+        changed (UTC), or None when Studio sends no date. Errors as for any request."""
+        response = self.get(key, f"/api/{int(project_id)}/last-modification",
+                            endpoint="last-modification", project_id=project_id)
+        doc: _LastModificationDoc = self._decode(response, _LastModificationDoc, project_id=project_id)
+        date = doc.last_modification_date
+        if date is None:
+            return None
+        return date.replace(tzinfo=UTC) if date.tzinfo is None else date.astimezone(UTC)
 
     def discover(self, keys: Sequence[ApiKey]) -> Discovery:
         """Projects of every key, then the learn blocks of every project, concurrently."""

@@ -107,7 +107,8 @@ UPDATE snapshots SET first_fetched_at = least(snapshots.first_fetched_at, f.firs
                      last_fetched_at = greatest(snapshots.last_fetched_at, f.last_at)
 FROM (SELECT project_id, learn_id, snapshot_id, min(fetched_at) AS first_at,
              max(fetched_at) AS last_at
-      FROM fetch_log WHERE ok AND snapshot_id IS NOT NULL GROUP BY ALL) f
+      FROM fetch_log WHERE ok AND snapshot_id IS NOT NULL AND coalesce(outcome, 'fetched') = 'fetched'
+      GROUP BY ALL) f
 WHERE snapshots.project_id = f.project_id AND snapshots.learn_id = f.learn_id
   AND snapshots.snapshot_id = f.snapshot_id
 """
@@ -125,12 +126,15 @@ FROM read_parquet(?, hive_partitioning = false) r
 LEFT JOIN snapshots s
   ON s.project_id = r.project_id AND s.learn_id = r.learn_id AND s.snapshot_id = r.snapshot_id
 """
-# for warehouses made before the column: their rows get it once, when it is added
-CLASS_NAME_BACKFILL_SQL = f"""
-UPDATE classification_report AS r SET class_name = {CLASS_NAME_SQL}
-FROM snapshots s
-WHERE s.project_id = r.project_id AND s.learn_id = r.learn_id AND s.snapshot_id = r.snapshot_id
-"""
+# Columns added since a warehouse may have been made: its rows get them once, when each is added.
+BACKFILLS = {
+    ("classification_report", "class_name"): f"""
+        UPDATE classification_report AS r SET class_name = {CLASS_NAME_SQL}
+        FROM snapshots s
+        WHERE s.project_id = r.project_id AND s.learn_id = r.learn_id
+          AND s.snapshot_id = r.snapshot_id""",
+    ("fetch_log", "outcome"): "UPDATE fetch_log SET outcome = 'fetched' WHERE outcome IS NULL",
+}
 # What a group's load may fail on because of one snapshot's data; anything else (I/O, memory, a
 # conflicting writer, a lost connection) is not the data's fault and fails the load as a whole.
 DATA_ERRORS: tuple[type[duckdb.Error], ...] = (
@@ -286,8 +290,9 @@ class Warehouse:
                 if (table.name, column.name) not in have:
                     con.execute(f'ALTER TABLE "{table.name}" ADD COLUMN IF NOT EXISTS '
                                 f'"{column.name}" {column.sql_type}')
-        if ("classification_report", "class_name") not in have and ("snapshots", "project_id") in have:
-            con.execute(CLASS_NAME_BACKFILL_SQL)
+        for (table_name, column_name), backfill in BACKFILLS.items():
+            if (table_name, column_name) not in have and (table_name, "project_id") in have:
+                con.execute(backfill)
         con.execute(f"CREATE TABLE IF NOT EXISTS {LOADED_FILES} (path VARCHAR, "
                     "loaded_at TIMESTAMPTZ DEFAULT current_timestamp)")
         con.execute(f"CREATE TABLE IF NOT EXISTS {LOAD_LOCK} (loads BIGINT)")
@@ -431,6 +436,7 @@ class Warehouse:
         failure = LoadFailure(*key, reason=reason[:500])
         log.warning("warehouse: %s", failure.describe())
         self.raw.mark_unloadable(*key, reason=failure.reason)
+        self.raw.forget_project_state(key[0])  # its project is fetched whole again next time
         self.lake.remove_snapshot(*key)
         for table_files in files.values():
             table_files.pop(key, None)
@@ -464,7 +470,7 @@ class Warehouse:
         for table, paths in log_files.items():
             if not paths:
                 continue
-            report.rows[table] = self._insert(con, table, paths)
+            report.rows[table] = self._insert(con, table, paths, union_by_name=True)
             con.execute(f"INSERT INTO {LOADED_FILES} (path) SELECT unnest(?)", [paths])
             report.log_files += len(paths)
         if log_files["discoveries"]:
@@ -487,13 +493,17 @@ class Warehouse:
     def _uri(self, path: str) -> str:
         return uri(self.lake.filesystem, path)
 
-    def _insert(self, con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> int:
+    def _insert(self, con: duckdb.DuckDBPyConnection, table: str, files: list[str],
+                union_by_name: bool = False) -> int:
+        """Rows of `files` into `table`. Run logs are read by name: files written before a column
+        was added lack it (NULL there, filled by BACKFILLS)."""
         if not files:
             return 0
         if table not in TABLES:  # the name goes into SQL text: only registry names may
             raise ValueError(f"unknown table {table!r}")
+        options = "hive_partitioning = false" + (", union_by_name = true" if union_by_name else "")
         sql = (CLASSIFICATION_REPORT_SQL if table == "classification_report" else
-               f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(?, hive_partitioning = false)')
+               f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(?, {options})')
         inserted = con.execute(sql, [files]).fetchone()  # DuckDB answers with the rows inserted
         return int(inserted[0]) if inserted else 0
 
