@@ -1,13 +1,13 @@
-"""Issue 3: parse + flatten + write of all tables, against orjson merely parsing the same bytes.
+"""Parse + flatten + write of all tables, against orjson merely parsing the same bytes.
 
 Three kinds run on the same bytes: `orjson` (orjson.loads), `lake` (parse + flatten + write of
-every lake table: the issue's measure) and `ingest` (the whole path of a new response: canonical
-snapshot hash, raw archive and lake). The goals: lake/orjson <= 2.5 and the peak memory of the
+every lake table: the issue's measure) and `ingest` (the whole path of a new response: snapshot
+id, raw archive and lake). The goals: lake/orjson <= 2.5 and the peak memory of the
 whole ingest <= 3x the body; the ingest/orjson ratio is printed beside them for the record.
 
 Each case runs in a fresh child process; its peak RSS (VmHWM, reset after imports) over the
 RSS before reading the body is the peak memory reported, the body itself included.
-The ingest side is the real path a fetched response takes: snapshot id (canonical hash), raw archive
+The ingest side is the real path a fetched response takes: snapshot id (whitespace-free hash), raw archive
 (zstd) and every lake table (Parquet, zstd), written atomically.
 """
 

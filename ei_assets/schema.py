@@ -91,7 +91,8 @@ def sql_type(arrow: pa.DataType) -> str:
 # ---- shared columns ------------------------------------------------------------------------------
 
 SNAPSHOT_ID = Column("snapshot_id", pa.string(), "Content id of the metadata response (SHA-256 of its "
-                     "canonical JSON, 32 hex digits): the same model state always has the same id. "
+                     "bytes without insignificant whitespace, 32 hex digits): the same response always "
+                     "has the same id. "
                      "A snapshot belongs to one learn block: (project_id, learn_id, snapshot_id) "
                      "identifies it.", nullable=False)
 PROJECT_ID = Column("project_id", pa.int64(), "Edge Impulse project id.", nullable=False)

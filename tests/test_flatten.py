@@ -5,6 +5,7 @@ shaped by the official models."""
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from ei_assets.ingest.flatten import DocumentError, flatten
 from ei_assets.schema import TABLES
-from ei_assets.snapshot import canonical_json, snapshot_id
+from ei_assets.snapshot import snapshot_id
 from tests import docs
 from tests.oracle import validate
 
@@ -325,49 +326,31 @@ def test_gmm_shapes_must_agree() -> None:
         run({"anomaly": docs.anomaly_doc(), "gmm": gmm}, "anomaly-gmm")
 
 
-def test_snapshot_id_is_canonical() -> None:
+def test_snapshot_id_is_the_same_for_the_same_json_whatever_its_whitespace() -> None:
     doc = docs.keras_doc()
     compact = docs.encode(doc)
-    reordered = docs.encode(dict(reversed(list(doc.items()))))
     pretty = msgspec.json.format(compact, indent=4)
-    assert canonical_json(compact) == canonical_json(reordered) == canonical_json(pretty)
-    assert snapshot_id({"keras": compact}) == snapshot_id({"keras": pretty})
+    spaced = compact.replace(b'":', b'" :  ').replace(b",", b" ,\n\t")
+    assert snapshot_id({"keras": compact}) == snapshot_id({"keras": pretty}) == snapshot_id({"keras": spaced})
+    assert snapshot_id({"keras": compact}) == hashlib.sha256(compact).hexdigest()[:32]
     changed = docs.variant(doc, created="2026-10-01T09:31:00Z")
     assert snapshot_id({"keras": docs.encode(changed)}) != snapshot_id({"keras": compact})
-    both = {"anomaly": docs.encode(docs.anomaly_doc()), "gmm": docs.encode(docs.gmm_doc())}
-    expected = canonical_json(docs.encode({"anomaly": docs.anomaly_doc(), "gmm": docs.gmm_doc()}))
-    import hashlib
-
-    assert snapshot_id(both) == hashlib.sha256(expected).hexdigest()[:32]
+    inside_a_string = docs.variant(doc, mode="classification ")  # whitespace that is data
+    assert snapshot_id({"keras": docs.encode(inside_a_string)}) != snapshot_id({"keras": compact})
 
 
-def test_canonical_streaming_matches_whole_document_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ei_assets.snapshot as snapshot_module
-
-    monkeypatch.setattr(snapshot_module, "SMALL", 64)  # force splitting at every level
-    doc = docs.keras_doc()
-    doc["modelValidationMetrics"][0]["predictions"] *= 30
-    body = msgspec.json.format(docs.encode(doc), indent=2)
-    whole = msgspec.json.Encoder(order="sorted").encode(msgspec.json.decode(body))
-    assert canonical_json(body) == whole
+def test_a_two_endpoint_snapshot_id_names_and_sizes_each_body() -> None:
+    anomaly, gmm = docs.encode(docs.anomaly_doc()), docs.encode(docs.gmm_doc())
+    expected = hashlib.sha256(b"anomaly:%d:%s" % (len(anomaly), anomaly)
+                              + b"gmm:%d:%s" % (len(gmm), gmm)).hexdigest()[:32]
+    assert snapshot_id({"anomaly": anomaly, "gmm": gmm}) == expected
+    assert snapshot_id({"gmm": gmm, "anomaly": msgspec.json.format(anomaly, indent=2)}) == expected
+    assert snapshot_id({"anomaly": gmm, "gmm": anomaly}) != expected  # the bodies swapped
 
 
-@pytest.mark.parametrize("kind", ["keras-visual-anomaly", "keras-object-detection", "anomaly"])
-def test_canonical_predictions_fast_road_gives_the_general_bytes(kind: str) -> None:
-    """Prediction arrays take the known-keys road; unknown keys, explicit nulls, int-or-float
-    numbers and odd key orders must still give exactly the general canonical bytes."""
-    from ei_assets.simulator import World, WorldConfig, metadata_document
-
-    world = World(WorldConfig(projects=3, blocks_per_project=5, predictions=400, grid=4))
-    project, block = next((p, b) for p, b in world.blocks() if b.block_type == kind)
-    doc = metadata_document(world, project, block, world.state(project.id, block.learn_id), now=1e12)
-    predictions = doc["modelValidationMetrics"][0]["predictions"]
-    predictions[7] = dict(reversed(list(predictions[7].items()))) | {"label": None}
-    predictions[9]["sampleId"] = float(predictions[9]["sampleId"])
-    doc["modelValidationMetrics"][-1]["predictions"][3]["notInTheSpec"] = {"b": 1, "a": [2, 1.5]}
-    body = msgspec.json.format(msgspec.json.encode(doc), indent=1)
-    whole = msgspec.json.Encoder(order="sorted").encode(msgspec.json.decode(body))
-    assert canonical_json(body) == whole
+def test_a_body_that_is_not_json_has_no_id() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        snapshot_id({"keras": b'{"success": true, "created": '})
 
 
 # ---- property test: documents shaped by the official models ----------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -17,6 +18,7 @@ import pytest
 from ei_assets.ingest.flatten import DocumentError, flatten
 from ei_assets.pipeline.saving import DataStore
 from ei_assets.schema import TABLES
+from ei_assets.snapshot import snapshot_id
 from ei_assets.studio import LearnBlock
 from tests import docs
 
@@ -77,11 +79,11 @@ def test_same_bytes_twice_changes_nothing_and_parses_nothing(
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == mtimes
 
 
-def test_same_state_in_other_bytes_adds_no_rows(store: DataStore, tmp_path: Path) -> None:
+def test_the_same_json_in_other_whitespace_adds_no_rows(store: DataStore, tmp_path: Path) -> None:
     body = docs.encode(docs.keras_doc())
     first = store.save(BLOCK, WHEN, {"keras": body})
     before = tree(tmp_path)
-    pretty_same_state = docs.encode(dict(reversed(list(docs.keras_doc().items()))))
+    pretty_same_state = msgspec.json.format(body, indent=2)
     saved = store.save(BLOCK, datetime.now(UTC), {"keras": pretty_same_state})
     assert (saved.is_new, saved.rows) == (False, {})
     assert saved.snapshot.snapshot_id == first.snapshot.snapshot_id
@@ -205,3 +207,36 @@ def test_paths_never_take_unchecked_values(store: DataStore) -> None:
         store.lake.file("predictions", "7/../../x", 3, "0" * 32)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         store.lake.table_dir("../elsewhere")
+
+
+def previous_release_id(bodies: dict[str, bytes]) -> str:
+    """How releases before issue 21 named a snapshot: SHA-256 of its canonical JSON (keys sorted,
+    no whitespace; two endpoints as the object {"anomaly": ..., "gmm": ...})."""
+    decoded = {name: msgspec.json.decode(body) for name, body in bodies.items()}
+    value = next(iter(decoded.values())) if len(decoded) == 1 else decoded
+    return hashlib.sha256(msgspec.json.Encoder(order="sorted").encode(value)).hexdigest()[:32]
+
+
+@pytest.mark.parametrize("block_type", ["keras", "anomaly-gmm"])
+def test_ids_stored_by_the_previous_release_stay_through_a_refresh_and_a_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_type: str,
+) -> None:
+    from ei_assets.pipeline.data_dir import DataDir
+    from ei_assets.pipeline.rebuild import rebuild
+
+    data = DataDir.open(str(tmp_path))
+    block = LearnBlock(7, "Project", 1, "Impulse", 3, block_type, "Block", "Title")
+    bodies = ({"keras": docs.encode(docs.keras_doc())} if block_type == "keras" else
+              {"anomaly": docs.encode(docs.anomaly_doc()), "gmm": docs.encode(docs.gmm_doc())})
+    with monkeypatch.context() as previous_release:
+        previous_release.setattr("ei_assets.pipeline.saving.snapshot_id", previous_release_id)
+        stored = data.store.save(block, WHEN, bodies).snapshot.snapshot_id
+        data.warehouse.load()
+    assert stored == previous_release_id(bodies) != snapshot_id(bodies)
+    again = data.store.save(block, datetime.now(UTC), bodies)  # this release, the same bytes
+    assert (again.is_new, again.snapshot.snapshot_id) == (False, stored)
+    assert data.warehouse.load().new_snapshots == 0
+    rebuild(data.store, data.warehouse)
+    ids = data.warehouse.query("SELECT snapshot_id FROM snapshots").to_pylist()
+    assert ids == [{"snapshot_id": stored}]
+    assert [f.rsplit("/", 1)[-1] for f in data.store.lake.files("snapshots")] == [f"{stored}.parquet"]

@@ -6,8 +6,8 @@ snapshot's summary, computed from the small tables the flattener built.
 
 Bodies whose exact bytes were stored before cost a SHA-256 of their bytes and two small reads
 (the archive's `_seen` entry, then the snapshot's summary tables from the lake): they are neither
-canonicalised nor parsed. Bodies with new bytes but a known canonical id (same state, other
-formatting) are canonicalised, not flattened again. Bytes whose snapshot the warehouse refused
+hashed again nor parsed. Bodies with new bytes but a known id (the same JSON, other whitespace)
+are not flattened again. Bytes whose snapshot the warehouse refused
 (`RawArchive.mark_unloadable`) fail with UnloadableSnapshotError until the response changes.
 """
 
