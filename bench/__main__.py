@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import e2e, lake_bench, warehouse_bench
+from ei_assets.memory import tune_process
 
 PARTS: dict[str, Callable[[], list[str]]] = {
     "lake": lake_bench.run,
@@ -40,6 +41,7 @@ class _Tee(io.StringIO):
 
 
 def main(argv: list[str]) -> int:
+    tune_process()  # as the ei-assets command runs; its environment reaches the benchmarks' children
     unknown = [name for name in argv if name not in PARTS]
     if unknown:
         print(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")

@@ -339,13 +339,25 @@ def test_snapshot_id_is_the_same_for_the_same_json_whatever_its_whitespace() -> 
     assert snapshot_id({"keras": docs.encode(inside_a_string)}) != snapshot_id({"keras": compact})
 
 
-def test_a_two_endpoint_snapshot_id_names_and_sizes_each_body() -> None:
+def test_a_two_endpoint_snapshot_id_names_each_body() -> None:
     anomaly, gmm = docs.encode(docs.anomaly_doc()), docs.encode(docs.gmm_doc())
-    expected = hashlib.sha256(b"anomaly:%d:%s" % (len(anomaly), anomaly)
-                              + b"gmm:%d:%s" % (len(gmm), gmm)).hexdigest()[:32]
+    expected = hashlib.sha256(b"anomaly\0" + anomaly + b"\0gmm\0" + gmm + b"\0").hexdigest()[:32]
     assert snapshot_id({"anomaly": anomaly, "gmm": gmm}) == expected
     assert snapshot_id({"gmm": gmm, "anomaly": msgspec.json.format(anomaly, indent=2)}) == expected
     assert snapshot_id({"anomaly": gmm, "gmm": anomaly}) != expected  # the bodies swapped
+
+
+def test_a_large_body_is_hashed_piece_by_piece_as_if_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ei_assets.snapshot as snapshot_module
+
+    doc = docs.keras_doc()
+    doc["modelValidationMetrics"][0]["predictions"] *= 40
+    doc["modelValidationMetrics"][0]["predictions"][3]["label"] = "a label with  spaces\n"
+    body = msgspec.json.format(docs.encode(doc), indent=3)
+    whole = snapshot_id({"keras": body})
+    monkeypatch.setattr(snapshot_module, "PIECE", 64)  # split at every level, in small groups
+    assert snapshot_id({"keras": body}) == whole == hashlib.sha256(
+        msgspec.json.format(body, indent=-1)).hexdigest()[:32]
 
 
 def test_a_body_that_is_not_json_has_no_id() -> None:

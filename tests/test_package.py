@@ -23,7 +23,7 @@ ARCHITECTURE = Path(__file__).parent.parent / "docs" / "architecture.md"
 # layers; in the bottom layer, records, they import each other. The simulator stands beside the
 # rest and imports none of it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "settings", "schema", "snapshot", "progress", "memory", "studio"}),
+    frozenset({"errors", "settings", "schema", "snapshot", "chunks", "progress", "memory", "studio"}),
     frozenset({"ingest", "storage"}),
     frozenset({"warehouse"}),
     frozenset({"pipeline", "report"}),

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from ei_assets.chunks import byte_ranges, sizes_of
 from ei_assets.errors import EiAssetsError
-from ei_assets.ingest.chunks import byte_ranges, sizes_of
 from ei_assets.schema import PREDICTION_PARSE_SCHEMA, REQUIRED_PREDICTION_FIELDS, TABLES
 from ei_assets.snapshot import Snapshot
 from ei_assets.studio.blocks import Body
