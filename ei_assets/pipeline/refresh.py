@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 
@@ -53,6 +53,7 @@ from ei_assets.studio import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # unsupported: a block type with no known metadata endpoint (a VLM block, a type newer than this
 # code). Not fetched and not an error: the user cannot fix it (contract section 2).
@@ -121,7 +122,8 @@ class RefreshResult:
 
     @property
     def all_refreshed(self) -> bool:
-        """Every block refreshed, unchanged or unsupported, and every key reached its project."""
+        """No block failed (each refreshed, unchanged, not modified or of an unsupported type),
+        and every key reached its project."""
         return not self.errors and not self.with_status("failed")
 
 
@@ -176,20 +178,10 @@ def fetch_modification_dates(client: StudioClient, found: Discovery, max_workers
                              ) -> tuple[dict[int, datetime | None], list[str]]:
     """Studio's last modification date of every reachable project (None: none, or no answer),
     and the projects whose date could not be read, named: those are fetched as before."""
-
-    def one(project_id: int) -> datetime | str | None:
-        try:
-            return client.get_last_modification(found.keys_by_project[project_id], project_id)
-        except StudioError as exc:  # names the project and endpoint already
-            return f"{exc}; its blocks are fetched"
-        except Exception as exc:
-            return f"project {project_id}, last-modification: {_describe(exc)}; its blocks are fetched"
-
-    projects = sorted(found.keys_by_project)
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-dates") as pool:
-        answers = dict(zip(projects, pool.map(one, projects), strict=True))
+    answers = _each_project(found, max_workers, "last-modification", lambda project_id:
+                            client.get_last_modification(found.keys_by_project[project_id], project_id))
     return ({p: None if isinstance(a, str) else a for p, a in answers.items()},
-            [a for a in answers.values() if isinstance(a, str)])
+            [f"{a}; its blocks are fetched" for a in answers.values() if isinstance(a, str)])
 
 
 def _not_modified(block: LearnBlock, state: ProjectState | None, at: datetime) -> BlockResult:
@@ -238,22 +230,34 @@ def fetch_target_constraints(client: StudioClient, found: Discovery, store: Data
     """Every reachable project's target devices and budgets, one log file per table; returns the
     projects that could not be read, named."""
 
-    def one(project_id: int) -> tuple[pa.Table, pa.Table] | str:
-        try:
-            body = client.get_target_constraints(found.keys_by_project[project_id], project_id).body
-            return constraints_tables(project_id, fetched_at, body)
-        except StudioError as exc:  # names the project and endpoint already
-            return str(exc)
-        except Exception as exc:  # one project's problem is its own
-            return f"project {project_id}, target-constraints: {_describe(exc)}"
+    def one(project_id: int) -> tuple[pa.Table, pa.Table]:
+        body = client.get_target_constraints(found.keys_by_project[project_id], project_id).body
+        return constraints_tables(project_id, fetched_at, body)
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-constraints") as pool:
-        results = list(pool.map(one, sorted(found.keys_by_project)))
-    tables = [r for r in results if not isinstance(r, str)]
+    answers = _each_project(found, max_workers, "target-constraints", one)
+    tables = [a for a in answers.values() if not isinstance(a, str)]
     for index, name in enumerate(("target_constraints", "application_budgets")):
         if tables:
             store.raw.append_log(name, pa.concat_tables([t[index] for t in tables]))
-    return [r for r in results if isinstance(r, str)]
+    return [a for a in answers.values() if isinstance(a, str)]
+
+
+def _each_project(found: Discovery, max_workers: int, endpoint: str, call: Callable[[int], T]
+                  ) -> dict[int, T | str]:
+    """`call` for every reachable project, concurrently, in project order; a project whose call
+    fails gets its error instead, as people read it: one project's problem is its own."""
+
+    def one(project_id: int) -> T | str:
+        try:
+            return call(project_id)
+        except StudioError as exc:  # names the project and endpoint already
+            return str(exc)
+        except Exception as exc:
+            return f"project {project_id}, {endpoint}: {_describe(exc)}"
+
+    projects = sorted(found.keys_by_project)
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"ei-{endpoint}") as pool:
+        return dict(zip(projects, pool.map(one, projects), strict=True))
 
 
 def _not_listed(key: str) -> BlockResult:

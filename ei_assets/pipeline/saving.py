@@ -17,31 +17,17 @@ from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from ei_assets.errors import EiAssetsError
-from ei_assets.ingest.flatten import SUMMARY_TABLES, Batch, DocumentError, flatten
+from ei_assets.ingest.flatten import SUMMARY_TABLES, Batch, flatten
 from ei_assets.ingest.summary import snapshot_summary
 from ei_assets.snapshot import Snapshot, body_digest, snapshot_id
 from ei_assets.storage.lake import Lake
 from ei_assets.storage.raw_archive import RawArchive
 from ei_assets.studio import Body, LearnBlock
-
-
-def _content_id(bodies: Mapping[str, Body]) -> str:
-    """The snapshot id; a body that is not JSON is named, as the flattener names its problems."""
-    try:
-        return snapshot_id(bodies)
-    except msgspec.DecodeError:
-        for name, body in bodies.items():
-            try:
-                msgspec.json.decode(body)
-            except msgspec.DecodeError as exc:
-                raise DocumentError(name, "$", f"not valid JSON ({exc})") from None
-        raise
 
 
 class UnloadableSnapshotError(EiAssetsError, ValueError):
@@ -79,7 +65,7 @@ class DataStore:
         known = self.raw.recall(block.project_id, block.learn_id, digest)
         snapshot = Snapshot(project_id=block.project_id, learn_id=block.learn_id,
                             block_type=block.block_type, fetched_at=fetched_at,
-                            endpoints=tuple(bodies), snapshot_id=known or _content_id(bodies))
+                            endpoints=tuple(bodies), snapshot_id=known or snapshot_id(bodies))
         if known and self.lake.has_snapshot(snapshot):
             return self._unchanged(snapshot, is_new=False)
         if known and (reason := self.raw.unloadable(block.project_id, block.learn_id, known)) is not None:

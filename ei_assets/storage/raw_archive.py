@@ -75,14 +75,11 @@ class RawArchive:
     def recall(self, project_id: int, learn_id: int, digest: str) -> str | None:
         """The snapshot id of a block's bodies whose bytes have this digest (`body_digest`), if
         those exact bytes were archived before; None otherwise, or if the entry is unreadable."""
-        try:
-            with self.filesystem.open_input_stream(self._seen(project_id, learn_id, digest),
-                                                   compression=None) as stream:
-                text = stream.read(64).decode("ascii", "replace").strip()
-        except FileNotFoundError:
+        data = self._read_small(self._seen(project_id, learn_id, digest), 64)
+        if data is None:
             return None
         try:
-            return snapshot_part(text)
+            return snapshot_part(data.decode("ascii", "replace").strip())
         except ValueError:
             return None  # not our id: parse the bodies again and write the entry anew
 
@@ -103,12 +100,8 @@ class RawArchive:
 
     def unloadable(self, project_id: int, learn_id: int, snapshot_id: str) -> str | None:
         """Why the warehouse refused this snapshot, if it did; None otherwise."""
-        try:
-            with self.filesystem.open_input_stream(self._unloadable(project_id, learn_id, snapshot_id),
-                                                   compression=None) as stream:
-                return bytes(stream.read(4096)).decode("utf-8", "replace")
-        except FileNotFoundError:
-            return None
+        data = self._read_small(self._unloadable(project_id, learn_id, snapshot_id), 4096)
+        return None if data is None else data.decode("utf-8", "replace")
 
     def forget_unloadable(self) -> int:
         """Drop every unloadable mark (a rebuild tries every snapshot again); returns how many."""
@@ -124,12 +117,7 @@ class RawArchive:
         return f"{self.root}/project_id={int(project_id)}/{PROJECT_STATE}"
 
     def read_project_state(self, project_id: int) -> bytes | None:
-        try:
-            with self.filesystem.open_input_stream(self._project_state(project_id),
-                                                   compression=None) as stream:
-                return bytes(stream.read())
-        except FileNotFoundError:
-            return None
+        return self._read_small(self._project_state(project_id))
 
     def write_project_state(self, project_id: int, state: bytes) -> None:
         write_atomically(self.filesystem, self._project_state(project_id), _writer(state))
@@ -138,6 +126,14 @@ class RawArchive:
         """The next refresh fetches every block of the project, whatever Studio's date says."""
         with suppress(FileNotFoundError):
             self.filesystem.delete_file(self._project_state(project_id))
+
+    def _read_small(self, path: str, limit: int | None = None) -> bytes | None:
+        """A small file's bytes (at most `limit`), as stored; None when there is none."""
+        try:
+            with self.filesystem.open_input_stream(path, compression=None) as stream:
+                return bytes(stream.read(limit))
+        except FileNotFoundError:
+            return None
 
     def read(self, snapshot: Snapshot) -> dict[str, bytes]:
         folder = self._dir(snapshot)

@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,7 +77,7 @@ BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load ho
 # cap. Queries keep DuckDB's defaults.
 LOAD_MEMORY = {"duckdb": "96MB", "ducklake": "256MB"}
 REDERIVE_GROUP = 32  # snapshots per statement when the per-snapshot tables are filled anew
-DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for snapshots $1
+DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for the keys given
 if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
     raise AssertionError(f"sql/derived.sql must fill exactly {sorted(PER_SNAPSHOT_TABLES)}")
 
@@ -114,7 +113,7 @@ WHERE snapshots.project_id = f.project_id AND snapshots.learn_id = f.learn_id
 """
 
 # A report key that is a class index names the class at that position of the snapshot's class
-# names (contract section 4); `source` is what the load reads (the lake's rows of the group).
+# names (contract section 4): at load from the lake's rows, and once for rows loaded before.
 CLASS_NAME_SQL = """
 CASE WHEN regexp_full_match(r.class, '[0-9]{1,9}')
      THEN s.class_names[TRY_CAST(r.class AS INTEGER) + 1] END
@@ -416,9 +415,9 @@ class Warehouse:
             with self._transaction(con):
                 self._load_snapshots(con, batch, files, done)
             return done
-        except DATA_ERRORS:
-            if len(batch) == 1:
-                return self._refuse(batch[0], files, sys.exc_info()[1])
+        except DATA_ERRORS as exc:
+            if len(batch) == 1:  # it failed alone already
+                return self._refuse(batch[0], files, exc)
         report = LoadResult()
         for key in batch:
             done = LoadResult()
@@ -430,7 +429,7 @@ class Warehouse:
             report.add(done)
         return report
 
-    def _refuse(self, key: Key, files: Files, exc: BaseException | None) -> LoadResult:
+    def _refuse(self, key: Key, files: Files, exc: Exception) -> LoadResult:
         """A snapshot that fails to load on its own: out of the lake, marked in the archive."""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         failure = LoadFailure(*key, reason=reason[:500])
