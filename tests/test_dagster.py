@@ -14,7 +14,7 @@ import pytest
 from ei_assets.dagster.automation import refresh_run_config
 from ei_assets.dagster.definitions import settings_resources
 from ei_assets.dagster.names import InstanceNames
-from ei_assets.dagster.resources import DataDirResource, StudioResource
+from ei_assets.dagster.resources import DataDirResource, ResultSink, StudioResource
 from ei_assets.dagster.run import RunOutcome, run_refresh
 from ei_assets.definitions import build_definitions
 from ei_assets.pipeline.data_dir import DataDir
@@ -327,3 +327,10 @@ def test_a_refresh_of_an_unchanged_world_skips_blocks_and_the_check_names_a_miss
 
     full = run_refresh(res, instance, full=True)
     assert counts(full)["not_modified"] == 0 and counts(full)["unchanged"] == 8
+    for tag in ("full", "ei_assets/full"):  # the run tag does what the config does
+        job = build_definitions({**res, "result_sink": ResultSink()}).resolve_job_def("refresh")
+        tagged = job.execute_in_process(instance=instance, tags={tag: "true"})
+        (materialization,) = [m for m in tagged.asset_materializations_for_node("studio_refresh")
+                              if m.asset_key == dg.AssetKey("metadata_snapshots")]
+        assert materialization.metadata["blocks_not_modified"].value == 0
+        assert materialization.metadata["blocks_unchanged"].value == 8

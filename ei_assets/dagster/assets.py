@@ -35,7 +35,7 @@ from ei_assets.schema import PUBLIC_VIEWS, SNAPSHOT_TABLES, TABLES, VIEWS, WAREH
 from ei_assets.studio import LearnBlock
 from ei_assets.warehouse.queries import LATEST_DEFAULT_TARGET_COMPARISON
 
-__all__ = ["FULL_TAG", "Assets", "RefreshConfig", "build_assets", "column_schema", "partition_changes"]
+__all__ = ["FULL_TAGS", "Assets", "RefreshConfig", "build_assets", "column_schema", "partition_changes"]
 
 RUN_LOG_EVERY_S = 2.0  # a count of blocks done; each block also has its own materialization
 
@@ -90,7 +90,9 @@ def sync_partitions(instance: dg.DagsterInstance, partitions: str, blocks: list[
     raise AssertionError("unreachable")
 
 
-FULL_TAG = "ei_assets/full"  # a run tag: "true" fetches every block, as `full: true` does
+# Run tags that, set to "true", fetch every block as the config `full: true` does (contract §6
+# names the tag `full`; `ei_assets/full` keeps to the package's own tag prefix).
+FULL_TAGS = ("full", "ei_assets/full")
 
 
 class RefreshConfig(dg.Config):
@@ -176,7 +178,7 @@ def build_assets(names: InstanceNames) -> Assets:
         data_dir: DataDirResource = getattr(context.resources, names.data_dir)
         sink: ResultSink = getattr(context.resources, names.result_sink)
         data = data_dir.open()
-        full = config.full or context.run.tags.get(FULL_TAG, "").lower() == "true"
+        full = config.full or any(context.run.tags.get(tag, "").lower() == "true" for tag in FULL_TAGS)
         with studio.client() as client:
             result = refresh(client, studio.api_keys(), data.store, only=config.blocks,
                              projects=config.projects, max_workers=studio.concurrency(),
