@@ -3,9 +3,9 @@ which names a state already seen without parsing it; and the path parts both giv
 
 The id is the SHA-256 of the body with its insignificant whitespace removed (msgspec's
 `json.format`, one pass in C, which changes nothing else): the same bytes always get the same id,
-and so do bodies that differ only in whitespace. A large body is compacted piece by piece into the
-hash (its objects and arrays split one level at a time into zero-copy msgspec.Raw slices, array
-items in groups of about PIECE bytes), so hashing it never copies it whole. A learn block
+and so do bodies that differ only in whitespace. The compact copy lives only while it is hashed
+(a body at most; cutting it into pieces to avoid that copy cost more time holding the GIL than
+the whole pass). A learn block
 described by two endpoints (anomaly-gmm: metadata + GMM) gets the id of both, each after its
 name and a NUL (which compact JSON never holds). Ids stored by earlier
 releases (SHA-256 of the canonical JSON, keys sorted) stay valid: a body whose exact bytes were
@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
 import msgspec
 
-from ei_assets.chunks import byte_ranges, sizes_of
 from ei_assets.studio.blocks import Body
 
 RAW_DIR = "raw"  # the raw archive's folder under the data dir
-PIECE = 1 << 20  # compacted at once: larger bodies and items are split
 _SNAPSHOT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -69,47 +67,15 @@ def body_digest(bodies: Mapping[str, Body]) -> str:
     return digest.hexdigest()[:32]
 
 
-_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-_decode_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
-Sink = Callable[[bytes], object]
-
-
-def write_compact(raw: Body | msgspec.Raw, sink: Sink) -> None:
-    """The JSON value in `raw` without insignificant whitespace, to `sink` piece by piece."""
-    if len(raw) <= PIECE:
-        sink(msgspec.json.format(raw, indent=-1))
-        return
-    first = bytes(memoryview(raw)[:64]).lstrip()[:1]
-    if first == b"{":
-        sink(b"{")
-        for index, (name, value) in enumerate(_decode_object(raw).items()):
-            sink((b"," if index else b"") + msgspec.json.encode(name) + b":")
-            write_compact(value, sink)
-        sink(b"}")
-    elif first == b"[":
-        items = _decode_array(raw)
-        sizes = sizes_of(items)
-        sink(b"[")
-        for index, (start, stop) in enumerate(byte_ranges(sizes, PIECE)):
-            sink(b"," if index else b"")
-            if stop - start == 1 and sizes[start] > PIECE:
-                write_compact(items[start], sink)
-            else:  # Raw slices join in C; the group's brackets are dropped again
-                sink(msgspec.json.format(b"[" + b",".join(items[start:stop]) + b"]", indent=-1)[1:-1])
-        sink(b"]")
-    else:  # one very long string
-        sink(msgspec.json.format(raw, indent=-1))
-
-
 def snapshot_id(bodies: Mapping[str, Body]) -> str:
     """Content id of a block's metadata: one body per endpoint. Raises msgspec.DecodeError for a
     body that is not JSON."""
     digest = hashlib.sha256()
     if len(bodies) == 1:
-        write_compact(next(iter(bodies.values())), digest.update)
+        digest.update(msgspec.json.format(next(iter(bodies.values())), indent=-1))
     else:
         for name in sorted(bodies):
             digest.update(name.encode() + b"\0")
-            write_compact(bodies[name], digest.update)
+            digest.update(msgspec.json.format(bodies[name], indent=-1))
             digest.update(b"\0")
     return digest.hexdigest()[:32]

@@ -95,6 +95,9 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     predictions = materializations(instance, ["warehouse", "predictions"])[0].metadata
     windows = sim.world.config.predictions * sum(len(b.model_types) for _, b in sim.world.blocks())
     assert predictions["dagster/row_count"].value == windows
+    # loaded by the refresh step as it fetched, or by the warehouse step: counted once, either way
+    assert predictions["rows_added"].value == windows
+    assert materializations(instance, ["warehouse", "snapshots"])[0].metadata["rows_added"].value == 8
     columns = [c.name for c in predictions["dagster/column_schema"].value.columns]
     assert columns[:4] == ["snapshot_id", "project_id", "learn_id", "model_type"]
     lake = materializations(instance, ["lake", "predictions"])[0].metadata

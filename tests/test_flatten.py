@@ -347,19 +347,6 @@ def test_a_two_endpoint_snapshot_id_names_each_body() -> None:
     assert snapshot_id({"anomaly": gmm, "gmm": anomaly}) != expected  # the bodies swapped
 
 
-def test_a_large_body_is_hashed_piece_by_piece_as_if_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ei_assets.snapshot as snapshot_module
-
-    doc = docs.keras_doc()
-    doc["modelValidationMetrics"][0]["predictions"] *= 40
-    doc["modelValidationMetrics"][0]["predictions"][3]["label"] = "a label with  spaces\n"
-    body = msgspec.json.format(docs.encode(doc), indent=3)
-    whole = snapshot_id({"keras": body})
-    monkeypatch.setattr(snapshot_module, "PIECE", 64)  # split at every level, in small groups
-    assert snapshot_id({"keras": body}) == whole == hashlib.sha256(
-        msgspec.json.format(body, indent=-1)).hexdigest()[:32]
-
-
 def test_a_body_that_is_not_json_has_no_id() -> None:
     with pytest.raises(msgspec.DecodeError):
         snapshot_id({"keras": b'{"success": true, "created": '})

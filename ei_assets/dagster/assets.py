@@ -183,7 +183,7 @@ def build_assets(names: InstanceNames) -> Assets:
             result = refresh(client, studio.api_keys(), data.store, only=config.blocks,
                              projects=config.projects, max_workers=studio.concurrency(),
                              on_block=_block_logger(context), verify_every=studio.verify_interval(),
-                             full=full)
+                             full=full, warehouse=data.warehouse)
         sink.put(result)
         for project, date in result.not_modified.items():
             blocks = sum(b.block.project_id == project for b in result.with_status("not_modified"))
@@ -230,7 +230,9 @@ def build_assets(names: InstanceNames) -> Assets:
         refused = [failure.describe() for failure in loaded.failed]
         for failure in refused:  # the CLI lists them in its summary
             context.log.error(failure)
-        _say(context, f"warehouse: {loaded.new_snapshots} new snapshots loaded"
+        during, rows_during = _loaded_by_refresh(context, metadata_snapshots.key)
+        _say(context, f"warehouse: {during + loaded.new_snapshots} new snapshots loaded"
+                      + (f" ({during} while fetching)" if during else "")
                       + (f", {len(refused)} refused" if refused else ""))
         counts = warehouse.row_counts(WAREHOUSE_TABLES)
         for table in WAREHOUSE_TABLES:
@@ -240,7 +242,7 @@ def build_assets(names: InstanceNames) -> Assets:
                 metadata={"refused": len(refused), "failures": bullet_list(refused)})]
             yield dg.MaterializeResult(asset_key=names.key("warehouse", table), metadata={
                 "dagster/row_count": counts[table],
-                "rows_added": loaded.rows.get(table, 0),
+                "rows_added": loaded.rows.get(table, 0) + rows_during.get(table, 0),
                 "dagster/column_schema": column_schema(TABLES[table]),
             }, check_results=checks)
 
@@ -294,6 +296,26 @@ def build_assets(names: InstanceNames) -> Assets:
 
     return Assets(names, partitions, learn_block_metadata, studio_refresh, warehouse_tables,
                   comparison_views, history_report)
+
+
+# metadata of metadata_snapshots: what the refresh step loaded into the warehouse as it fetched,
+# read back by the warehouse step of the same run (from the run's events: any executor)
+LOADED_SNAPSHOTS, LOADED_ROWS = "warehouse_snapshots_loaded", "warehouse_rows_loaded"
+
+
+def _loaded_by_refresh(context: dg.AssetExecutionContext, metadata_snapshots: dg.AssetKey
+                       ) -> tuple[int, dict[str, int]]:
+    """Snapshots and rows per table the refresh step of this run loaded while it fetched."""
+    snapshots, rows = 0, {}
+    for entry in context.instance.all_logs(context.run_id,
+                                           of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        event = entry.asset_materialization
+        if event is None or event.asset_key != metadata_snapshots:
+            continue
+        values = {name: value.value for name, value in event.metadata.items()}
+        snapshots = int(values.get(LOADED_SNAPSHOTS) or 0)
+        rows = {str(t): int(n) for t, n in dict(values.get(LOADED_ROWS) or {}).items()}
+    return snapshots, rows
 
 
 def _block_logger(context: dg.AssetExecutionContext) -> Callable[[BlockResult, int, int], None]:
@@ -373,6 +395,8 @@ def _block_events(result: RefreshResult, learn_block_metadata: dg.AssetKey,
         asset_key=metadata_snapshots,
         metadata={
             **{f"blocks_{status}": n for status, n in result.counts().items()},
+            LOADED_SNAPSHOTS: result.loaded.new_snapshots,
+            LOADED_ROWS: dg.MetadataValue.json(result.loaded.rows),
             "failures": bullet_list(failures),
             "unsupported": unsupported,
         },

@@ -15,6 +15,7 @@ corrupts the others.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -29,6 +30,7 @@ import pyarrow as pa
 from ei_assets.ingest.flatten import DocumentError
 from ei_assets.ingest.target_constraints import constraints_tables
 from ei_assets.memory import release_unused_memory
+from ei_assets.pipeline.background_load import BackgroundLoad
 from ei_assets.pipeline.change_detection import (
     BlockOutcome,
     ProjectState,
@@ -51,6 +53,7 @@ from ei_assets.studio import (
     UnknownBlockTypeError,
     metadata_endpoints,
 )
+from ei_assets.warehouse.warehouse import LoadFailure, LoadResult, Warehouse
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +82,11 @@ class BlockResult:
     def changed(self) -> bool:
         return self.status == "refreshed"
 
+    @property
+    def snapshot_key(self) -> tuple[int, int, str]:
+        """(project_id, learn_id, snapshot_id): the warehouse's key of its snapshot."""
+        return (self.block.project_id, self.block.learn_id, self.snapshot_id or "")
+
     def describe(self) -> str:
         if self.status == "unsupported":
             return f"{self.block.key} ({self.block.block_type})"
@@ -100,6 +108,8 @@ class RefreshResult:
     not_modified: dict[int, datetime] = field(default_factory=dict)
     signal_errors: list[str] = field(default_factory=list)
     signal_missed: list[str] = field(default_factory=list)
+    # what was loaded into the warehouse while the blocks were fetched (refresh(warehouse=...))
+    loaded: LoadResult = field(default_factory=LoadResult)
 
     def counts(self) -> dict[Status, int]:
         return {status: sum(b.status == status for b in self.blocks) for status in STATUSES}
@@ -138,12 +148,15 @@ def refresh(
     on_block: OnBlock | None = None,
     verify_every: timedelta = timedelta(0),
     full: bool = False,
+    warehouse: Warehouse | None = None,
 ) -> RefreshResult:
     """Discover every learn block of every key, then refresh them all, or those in `only` (keys
     `<project_id>-<learn_id>`), or those of `projects` (one run per project fans a refresh out
     over many workers). A project Studio says did not change is not fetched (see
     change_detection) unless `full`, `only`, or its last full fetch is `verify_every` old.
-    Writes one discoveries and one fetch_log file per call."""
+    With a `warehouse`, new snapshots are loaded into it while the next blocks are fetched
+    (BackgroundLoad); one it refuses fails its block. Writes one discoveries and one fetch_log
+    file per call."""
     found = client.discover(keys)
     if projects:
         found = _only_projects(found, set(projects))
@@ -166,12 +179,13 @@ def refresh(
         listed = {b.key for b in blocks}
         blocks = [b for b in blocks if b.key in set(only)]
         missing = [_not_listed(key) for key in sorted(set(only) - listed)]
+    loaded = LoadResult()
     reports = refresh_blocks(client, blocks, found.keys_by_project, store, max_workers, on_block,
-                             logged=not_modified)
+                             logged=not_modified, warehouse=warehouse, loaded=loaded)
     missed = _keep_states(store, by_project, skipped, dates, states, reports, seen_at)
     return RefreshResult(found, sorted([*reports, *not_modified, *missing],
                                        key=lambda r: (r.block.project_id, r.block.learn_id)),
-                         constraint_errors, skipped, signal_errors, missed)
+                         constraint_errors, skipped, signal_errors, missed, loaded)
 
 
 def fetch_modification_dates(client: StudioClient, found: Discovery, max_workers: int
@@ -277,22 +291,50 @@ def refresh_blocks(
     max_workers: int,
     on_block: OnBlock | None = None,
     logged: Sequence[BlockResult] = (),
+    warehouse: Warehouse | None = None,
+    loaded: LoadResult | None = None,
 ) -> list[BlockResult]:
     """Refresh blocks concurrently; writes one fetch_log file for the batch, with the fetches of
     `logged` (blocks not fetched). Reports come back in the order given; `on_block` hears of
-    each as it finishes."""
+    each as it finishes. With a `warehouse`, each new snapshot is loaded while the others are
+    fetched (what was loaded is added to `loaded`); a snapshot it refuses fails its block."""
     storing = threading.BoundedSemaphore(os.cpu_count() or 1)
+    background = BackgroundLoad(warehouse, storing) if warehouse is not None else None
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-fetch") as pool:
         futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing)
                    for b in blocks]
         for done, future in enumerate(as_completed(futures), start=1):
+            report = future.result()
+            if background is not None and report.changed and report.snapshot_id is not None:
+                background.add(report.snapshot_key, sum(f["bytes"] or 0 for f in report.fetches))
             if on_block is not None:
-                on_block(future.result(), done, len(futures))
+                on_block(report, done, len(futures))
         reports = [future.result() for future in futures]
+    if background is not None:
+        done_loading = background.close()
+        if loaded is not None:
+            loaded.add(done_loading)
+        reports = _refused(reports, done_loading.failed)
     store.raw.append_log("fetch_log", fetch_log_table([*reports, *logged]))
     release_unused_memory()  # the responses are gone: their memory goes back to the system
     return reports
 
+
+
+def _refused(reports: list[BlockResult], failures: Sequence[LoadFailure]) -> list[BlockResult]:
+    """Blocks whose new snapshot the warehouse refused fail, with its reason in their fetches."""
+    by_key = {(f.project_id, f.learn_id, f.snapshot_id): f.describe() for f in failures}
+    if not by_key:
+        return reports
+    out = []
+    for report in reports:
+        error = by_key.get(report.snapshot_key) if report.snapshot_id is not None else None
+        if error is None:
+            out.append(report)
+            continue
+        fetches = [{**row, "error": error} for row in report.fetches]
+        out.append(dataclasses.replace(report, status="failed", error=error, fetches=fetches))
+    return out
 
 
 def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,

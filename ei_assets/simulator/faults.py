@@ -47,6 +47,8 @@ class FaultPlan:
     retry_after: str = "1"
     slow_seconds: float = 5.0
     latency_seconds: float = 0.0  # added to every Studio response, to make concurrency visible
+    # set: every `slow` answer held now goes out at once (a test's "until I say so")
+    release: threading.Event = field(default_factory=threading.Event)
     _scripts: list[_Script] = field(default_factory=list)
     _canned: list[_Canned] = field(default_factory=list)
     _rng: random.Random = field(init=False)

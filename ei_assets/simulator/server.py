@@ -205,8 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
             page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
             self._send_bytes(200, page, {"Content-Type": "text/html"})
             return 200
-        if fault == "slow":  # released early when the simulator stops
-            self.server.stopping.wait(self.server.faults.slow_seconds)
+        if fault == "slow":  # released early when the simulator stops, or by the plan's release
+            deadline = time.monotonic() + self.server.faults.slow_seconds
+            while not self.server.stopping.is_set() and time.monotonic() < deadline:
+                if self.server.faults.release.wait(0.05):
+                    break
         elif fault in ("500", "502", "503"):
             return self._json(int(fault), {"success": False, "error": f"Simulated HTTP {fault}"})
         elif fault == "429":

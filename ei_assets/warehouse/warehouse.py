@@ -29,7 +29,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from importlib import resources
@@ -329,11 +329,32 @@ class Warehouse:
         Loads by other processes at the same moment: the embedded file lets one write at a time;
         in a DuckLake every load transaction first updates the one-row `_load_lock`, so of two
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
+        return self._retrying(self._load_all)
+
+    def load_snapshots(self, keys: Iterable[Key], threads: int | None = None) -> LoadResult:
+        """Load these snapshots (those committed in the lake and not in the warehouse yet), in
+        groups as `load` does and with its isolation of a snapshot that fails alone, but not the
+        run logs: a refresh loads what it stored while it fetches the next blocks. Finds the
+        snapshots' files by their names, without listing the lake. `threads`: DuckDB's, if not
+        every core (a load beside other work)."""
+        wanted = sorted(set(keys))
+        return self._retrying(lambda con, report: self._load_snapshot_files(
+            con, report, self._files_of(wanted)), threads)
+
+    def _retrying(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
+                  threads: int | None = None) -> LoadResult:
+        """Run a load step on a load connection until it completes: without the memory cap once a
+        group does not fit in it, and again after a concurrent DuckLake load committed first."""
         report = LoadResult()  # what committed, over every attempt
         capped = True  # to LOAD_MEMORY, until a group does not fit in it
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             try:
-                return self._load_once(report, capped)
+                with self._load_connection(capped) as con:
+                    if threads is not None:
+                        con.execute("SET threads = ?", [threads])
+                    step(con, report)
+                log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
+                return report
             except duckdb.OutOfMemoryException:
                 if not capped:
                     raise
@@ -348,7 +369,9 @@ class Warehouse:
                 time.sleep(random.uniform(0.05, 0.5) * attempt)
         raise AssertionError("unreachable")
 
-    def _load_once(self, report: LoadResult, capped: bool) -> LoadResult:
+    @contextmanager
+    def _load_connection(self, capped: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A writing connection set up for loads, with the schema in place."""
         spill = tempfile.TemporaryDirectory(prefix="ei-assets-load-") if self.ducklake else None
         with spill or nullcontext(), self.connect() as con:
             con.execute("SET preserve_insertion_order = false")
@@ -357,21 +380,38 @@ class Warehouse:
             if spill is not None:  # an in-memory DuckDB would spill to ./.tmp
                 con.execute("SET temp_directory = ?", [spill.name])
             self.ensure_schema(con)
-            loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
-            # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
-            # means the snapshot is committed in the lake), with its size from the listing
-            files: Files = {
-                table: {key: info for info in self.lake.file_infos(table)
-                        if (key := _key_of(info.path)) not in loaded}
-                for table in SNAPSHOT_TABLES}
-            for batch in self._batches(sorted(files[COMMIT_TABLE]), files):
-                report.add(self._load_group(con, batch, files))
-            done = LoadResult()
-            with self._transaction(con):
-                self._load_logs(con, done, report.failed)
-            report.add(done)
-        log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
-        return report
+            yield con
+
+    def _load_all(self, con: duckdb.DuckDBPyConnection, report: LoadResult) -> None:
+        """Every new snapshot of the lake, then the run logs."""
+        loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
+        # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
+        # means the snapshot is committed in the lake), with its size from the listing
+        files: Files = {
+            table: {key: info for info in self.lake.file_infos(table)
+                    if (key := _key_of(info.path)) not in loaded}
+            for table in SNAPSHOT_TABLES}
+        self._load_snapshot_files(con, report, files)
+        done = LoadResult()
+        with self._transaction(con):
+            self._load_logs(con, done, report.failed)
+        report.add(done)
+
+    def _load_snapshot_files(self, con: duckdb.DuckDBPyConnection, report: LoadResult,
+                             files: Files) -> None:
+        for batch in self._batches(sorted(files[COMMIT_TABLE]), files):
+            report.add(self._load_group(con, batch, files))
+
+    def _files_of(self, keys: Sequence[Key]) -> Files:
+        """The lake files of these snapshots, by table, those that exist (a table without rows
+        for a snapshot has no file); a snapshot without its `snapshots` file is not committed."""
+        paths = [(table, key, self.lake.file(table, *key)) for table in SNAPSHOT_TABLES for key in keys]
+        infos = self.lake.filesystem.get_file_info([path for _, _, path in paths])
+        files: Files = {table: {} for table in SNAPSHOT_TABLES}
+        for (table, key, _), info in zip(paths, infos, strict=True):
+            if info.type == pafs.FileType.File:
+                files[table][key] = info
+        return files
 
     @property
     def _load_memory(self) -> str:

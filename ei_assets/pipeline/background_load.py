@@ -1,0 +1,102 @@
+"""Loading the warehouse while a refresh fetches: what a refresh stored goes in, a group at a time.
+
+A first refresh is work of two kinds that used to run one after the other: the fetch (network,
+then hashing, archiving and flattening) and the warehouse load (DuckDB reading the lake's new
+files). `BackgroundLoad` runs the second beside the first: every new snapshot the refresh
+commits to the lake is queued, and one thread (one writer: the embedded file takes one at a
+time) loads what is queued whenever a group's worth is ready, through
+`Warehouse.load_snapshots`, with the same transactions of whole snapshots and the same isolation
+of a snapshot that fails alone. `close()` loads the rest and says what was loaded and refused.
+
+It only ever saves time: any error that is not one snapshot's data (the warehouse busy with
+another process, a lost connection, a conflict that keeps coming back) stops it, with a warning,
+and the warehouse step of the run loads whatever it left, as it always did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import nullcontext
+
+from ei_assets.progress import progress
+from ei_assets.warehouse.warehouse import LoadResult, Warehouse
+
+__all__ = ["GROUP_BYTES", "GROUP_SNAPSHOTS", "BackgroundLoad"]
+
+log = logging.getLogger(__name__)
+
+# A group is loaded once this many bytes of responses or this many snapshots are queued (or the
+# fetch is over): each load has a fixed cost (a connection, the schema check, a statement per
+# table), so single snapshots would cost more in all than the load they overlap.
+GROUP_BYTES = 16 << 20
+GROUP_SNAPSHOTS = 32
+
+Key = tuple[int, int, str]
+
+
+class BackgroundLoad:
+    """One thread loading the snapshots queued by `add` into `warehouse`; `close` finishes.
+
+    While the fetch goes on, a load takes `slot` (the refresh's storing semaphore, one per core)
+    and one DuckDB thread: the fetch's hashing and flattening and the load share the cores
+    instead of crowding them.
+    """
+
+    def __init__(self, warehouse: Warehouse, slot: threading.Semaphore | None = None) -> None:
+        self.warehouse = warehouse
+        self.slot = slot or threading.BoundedSemaphore()
+        self.result = LoadResult()
+        self._queued: list[Key] = []
+        self._queued_bytes = 0
+        self._closing = False
+        self._stopped: str | None = None  # why it gave up, if it did
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="ei-load", daemon=True)
+        self._thread.start()
+
+    def add(self, key: Key, size: int) -> None:
+        """Queue a snapshot committed in the lake (`size`: its response's bytes)."""
+        with self._ready:
+            if self._stopped is None:
+                self._queued.append(key)
+                self._queued_bytes += size
+                if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS:
+                    self._ready.notify()
+
+    def close(self) -> LoadResult:
+        """Load what is still queued, stop the thread, and return what every load did."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join()
+        return self.result
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._closing or self._queued_bytes >= GROUP_BYTES
+                                     or len(self._queued) >= GROUP_SNAPSHOTS)
+                group, self._queued, self._queued_bytes = self._queued, [], 0
+                closing = self._closing
+            if group:
+                try:
+                    # beside the fetch: one of its storing slots and one thread, so that no more
+                    # threads are busy than cores; the last group, after the fetch, every core
+                    with self.slot if not closing else nullcontext():
+                        self.result.add(self.warehouse.load_snapshots(
+                            group, threads=None if closing else 1))
+                except Exception as exc:  # not one snapshot's data: the warehouse step loads it
+                    self._stop(exc)
+                    return
+            if closing:
+                return
+
+    def _stop(self, exc: Exception) -> None:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with self._ready:
+            self._stopped = reason
+            self._queued, self._queued_bytes = [], 0
+        log.debug("loading during the fetch stopped", exc_info=True)
+        progress.info(f"warehouse: loading during the fetch stopped ({reason}); the warehouse step "
+                      "loads the rest")
