@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one run, figures side by side; exit 1 if a goal is missed.
 
-`python -m bench [lake] [warehouse] [e2e] [growth]` runs only the parts named. A run of every part
+`python -m bench [lake] [warehouse] [e2e] [growth] [fanout]` runs only the parts named. A run of every part
 also writes what it printed into docs/performance.md, between its markers: the figures the docs
 quote are always those of the last full run.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import e2e, lake_bench, warehouse_bench
+from bench import e2e, lake_bench, scale, warehouse_bench
 from ei_assets.memory import tune_process
 
 PARTS: dict[str, Callable[[], list[str]]] = {
@@ -24,6 +24,7 @@ PARTS: dict[str, Callable[[], list[str]]] = {
     "warehouse": warehouse_bench.run,
     "e2e": e2e.measure_world,
     "growth": e2e.measure_growth,
+    "fanout": scale.measure_fanout,
 }
 
 

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ei_assets.pipeline.data_dir import DataDir
 from ei_assets.pipeline.refresh import RefreshResult, refresh
+from ei_assets.schema import SNAPSHOT_TABLES
 from ei_assets.settings import ApiKey
 from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
 from ei_assets.studio import StudioClient
@@ -111,3 +113,130 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+FANOUT_PROJECTS, LOADERS, FANOUT_GOAL_MS = 40, 4, 25.0
+WORKER = "import sys, bench.scale; bench.scale.fanout_worker(sys.argv[1:])"
+
+
+def fanout_worker(argv: list[str]) -> None:
+    """One of the fan-out's runs, as its process does it: `refresh` of its projects with the
+    warehouse loaded while fetching, then the warehouse step's load. Prints, as JSON, the seconds
+    its loads held the DuckLake (ducklake.load_turn: loads take turns, so these add up to the
+    fan-out's serial load time), and what it refreshed and loaded."""
+    import json
+    from contextlib import contextmanager
+
+    from ei_assets.warehouse import ducklake
+
+    url, api_keys, projects, location, warehouse, mode = argv
+    held = 0.0
+    turn = ducklake.load_turn
+
+    @contextmanager
+    def timed_turn(*args: object, **kwargs: object) -> Iterator[None]:
+        nonlocal held
+        with turn(*args, **kwargs):  # type: ignore[arg-type]
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                held += time.perf_counter() - started
+
+    ducklake.load_turn = timed_turn
+    data = DataDir.open(location, warehouse=warehouse, lock_timeout=600)
+    keys = [ApiKey(k, f"#{i}") for i, k in enumerate(api_keys.split(","), start=1)]
+    loading = mode == "load"
+    with StudioClient(url, max_concurrency=8) as client:
+        result = refresh(client, keys, data.store, max_workers=8,
+                         warehouse=data.warehouse if loading else None,
+                         projects=[int(p) for p in projects.split(",")])
+    step = data.warehouse.load().new_snapshots if loading else 0
+    print(json.dumps({"held_s": held, "refreshed": result.counts()["refreshed"],
+                      "loaded": result.loaded.new_snapshots + step}))
+
+
+def measure_fanout() -> list[str]:
+    """The fan-out day's DuckLake load, on loopback S3 (moto) and Postgres: FANOUT_PROJECTS
+    projects of 10 blocks refreshed by LOADERS processes at once (the fan-out's runs, a quarter
+    of the projects each), each loading what it stores while it fetches, then its warehouse
+    step. The figure is the seconds the loads held the DuckLake, in all, per new snapshot (the
+    loads take turns: this is the fan-out's serial part). Then the same lake loaded again from
+    its files by LOADERS loaders at once (a rebuild, or runs whose load was deferred). Every
+    table's rows are checked against what the refresh wrote: none lost, none twice."""
+    import json
+
+    config = WorldConfig(projects=FANOUT_PROJECTS, blocks_per_project=BLOCKS_PER_PROJECT,
+                         predictions=PREDICTIONS, profiling_seconds=0.0)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    failures: list[str] = []
+    with s3_server() as s3, postgres_server() as (pg, createdb), Simulator(config) as sim:
+        s3.create_bucket("ei-fanout")
+        createdb("fanout")
+        os.environ.update(s3.env)
+        location, warehouse = "s3://ei-fanout/ei", "ducklake:postgres:" + pg.conninfo("fanout")
+        data = DataDir.open(location, warehouse=warehouse)
+        data.warehouse.load()  # the schema, as a fan-out day finds it
+        projects = sorted(sim.world.projects)
+        shares = [",".join(map(str, projects[i::LOADERS])) for i in range(LOADERS)]
+
+        def fan_out(where: str, mode: str) -> tuple[float, list[dict[str, float]]]:
+            started = time.perf_counter()
+            processes = [subprocess.Popen([sys.executable, "-c", WORKER, sim.url,
+                                           ",".join(sim.api_keys), share, where, warehouse, mode],
+                                          stdout=subprocess.PIPE, text=True) for share in shares]
+            runs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
+            return time.perf_counter() - started, runs
+
+        plain, _ = fan_out("s3://ei-fanout/plain", "store")  # the same fan-out, no warehouse
+        wall, runs = fan_out(location, "load")
+        snapshots = int(sum(r["refreshed"] for r in runs))
+        held = sum(r["held_s"] for r in runs)
+        per = 1000 * (wall - plain) / max(snapshots, 1)
+        print(f"\n== the fan-out day's DuckLake load: {snapshots} new snapshots from {LOADERS} runs "
+              f"at once (S3: moto, catalog: Postgres, loopback); goal <= {FANOUT_GOAL_MS:.0f} ms "
+              "a snapshot")
+        wrong = _rows_mismatch(data, snapshots)
+        print(f"fan-out {plain:.1f}s without the warehouse, {wall:.1f}s with the runs loading as "
+              f"they fetch: {per:.1f} ms a snapshot (the loads held the DuckLake "
+              f"{1000 * held / max(snapshots, 1):.1f} ms a snapshot, taking turns); loaded "
+              f"{'+'.join(str(r['loaded']) for r in runs)}; "
+              f"{'each table as written, once' if not wrong else 'WRONG: ' + wrong}")
+        if wrong:
+            failures.append(f"fan-out load: {wrong}")
+        if per > FANOUT_GOAL_MS:
+            failures.append(f"fan-out load: {per:.0f} ms a snapshot > {FANOUT_GOAL_MS:.0f}")
+        data.warehouse.reset()
+        started = time.perf_counter()
+        loaders = [subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, location, warehouse],
+                                    stdout=subprocess.PIPE, text=True) for _ in range(LOADERS)]
+        each = [int(p.communicate()[0].strip() or -1) for p in loaders]
+        wall = time.perf_counter() - started
+        wrong = _rows_mismatch(data, snapshots)
+        print(f"{LOADERS} loaders at once from the lake's files: {wall:.1f}s, "
+              f"{1000 * wall / max(snapshots, 1):.1f} ms a snapshot; loaded {'+'.join(map(str, each))}; "
+              f"{'each table as written, once' if not wrong else 'WRONG: ' + wrong}")
+        if wrong:
+            failures.append(f"loaders from the lake: {wrong}")
+    return failures
+
+
+LOAD_SCRIPT = ("import sys; from ei_assets.pipeline.data_dir import DataDir; "
+               "print(DataDir.open(sys.argv[1], warehouse=sys.argv[2], lock_timeout=600)"
+               ".warehouse.load().new_snapshots)")
+
+
+def _rows_mismatch(data: DataDir, snapshots: int) -> str:
+    """What differs between the warehouse and the lake ('' if nothing): a table's rows, a
+    snapshot twice, or a snapshot count other than expected."""
+    with data.warehouse.reader() as reader:
+        counts = reader.row_counts(SNAPSHOT_TABLES)
+        keys = reader.query("SELECT count(*) AS n, count(DISTINCT (project_id, learn_id, snapshot_id)) "
+                            "AS k FROM snapshots").to_pylist()[0]
+    wrong = [f"{t} {counts[t]} != {n} in the lake" for t in SNAPSHOT_TABLES
+             if counts[t] != (n := data.store.lake.dataset(t).count_rows())]
+    if keys["n"] != keys["k"]:
+        wrong.append(f"{keys['n'] - keys['k']} snapshots twice")
+    if keys["k"] != snapshots:
+        wrong.append(f"{keys['k']} snapshots != {snapshots} refreshed")
+    return ", ".join(wrong)

@@ -5,6 +5,7 @@ warehouse another process holds only defers the load to the warehouse step."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 import ei_assets.pipeline.background_load as background_load
@@ -95,31 +97,32 @@ def test_snapshots_are_loaded_while_a_block_still_downloads(
     assert predictions["snapshots"] == 8
 
 
-class LosingStore(DataStore):
-    """A data dir whose disk loses the end of one block's predictions file once it is written (as
-    a crash of another writer would): the file is in the lake, and DuckDB cannot read it."""
+class FlawedStore(DataStore):
+    """A data dir whose rows for one block are not what the warehouse takes: a window without its
+    sample id, which the table declares NOT NULL (as a flattener bug would leave it)."""
 
-    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, Body]) -> Saved:
-        saved = super().save(block, fetched_at, bodies)
-        if block.key == "100002-6" and saved.rows:
-            path = self.lake.file("predictions", block.project_id, block.learn_id,
-                                  saved.snapshot.snapshot_id)
-            with self.filesystem.open_input_stream(path) as handle:
-                whole = handle.read()
-            with self.filesystem.open_output_stream(path) as handle:
-                handle.write(whole[:-40])
-        return saved
+    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, Body],
+             keep: bool = False) -> Saved:
+        saved = super().save(block, fetched_at, bodies, keep)
+        if block.key != "100002-6" or "predictions" not in saved.tables:
+            return saved
+        rows = saved.tables["predictions"]
+        index = rows.schema.get_field_index("sample_id")
+        ids = pa.array([None, *rows.column(index).to_pylist()[1:]], pa.int64())
+        flawed = rows.set_column(index, rows.schema.field(index), ids)
+        return dataclasses.replace(saved, tables={**saved.tables, "predictions": flawed})
 
 
 def test_a_snapshot_refused_while_fetching_fails_its_block_alone(
         sim: Simulator, keys: list[ApiKey], data: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(background_load, "GROUP_SNAPSHOTS", 1)
-    losing = LosingStore(data.store.filesystem, data.store.data_dir)
-    blocks, result = run(sim, keys, data, store=losing)
+    flawed = FlawedStore(data.store.filesystem, data.store.data_dir)
+    blocks, result = run(sim, keys, data, store=flawed)
     by_key = {b.block.key: b for b in blocks}
     refused = by_key.pop("100002-6")
     assert refused.status == "failed" and refused.snapshot_id is not None
     assert refused.error is not None and "could not be loaded into the warehouse" in refused.error
+    assert "NOT NULL" in refused.error and "sample_id" in refused.error
     assert all(b.status == "refreshed" for b in by_key.values())
     assert [(f.project_id, f.learn_id) for f in result.loaded.failed] == [(100002, 6)]
     assert (100002, 6) not in loaded(data) and len(loaded(data)) == 7

@@ -149,6 +149,45 @@ def test_a_reader_sees_one_state_of_the_ducklake_while_another_load_commits(
     assert all(after[name] > before[name] for name in names)
 
 
+def test_loaders_at_once_load_every_snapshot_once_however_many_groups_they_race_over(
+    servers: tuple[S3, Postgres, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fan-out's runs load at once: each conflict means another load committed, and a loader
+    goes on for as long as that keeps happening (more groups than LOAD_ATTEMPTS here)."""
+    import threading
+
+    import ei_assets.warehouse.warehouse as warehouse_module
+
+    _, pg, createdb = servers
+    createdb("racing")
+    data = DataDir.open(str(tmp_path), warehouse="ducklake:postgres:" + pg.conninfo("racing"))
+    data.warehouse.load()  # the schema, as a fan-out day finds it
+    blocks = 3 * warehouse_module.LOAD_ATTEMPTS
+    for learn_id in range(1, blocks + 1):
+        ingest(data, FIRST, T0, LearnBlock(7, "Project", 1, "Impulse", learn_id, "keras", "C", "K"))
+    monkeypatch.setattr(warehouse_module, "BATCH_BYTES", 1)  # a transaction per snapshot
+    results: list[object] = []
+
+    def load() -> None:
+        try:
+            results.append(data.warehouse.load().new_snapshots)
+        except Exception as exc:
+            results.append(exc)
+
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for loader in loaders:
+        loader.start()
+    for loader in loaders:
+        loader.join()
+    assert all(isinstance(n, int) for n in results), results
+    assert sum(results) == blocks  # type: ignore[arg-type]
+    counts = data.warehouse.query(
+        "SELECT count(*) AS n, count(DISTINCT learn_id) AS blocks FROM snapshots").to_pylist()
+    assert counts == [{"n": blocks, "blocks": blocks}]
+    predictions = data.warehouse.query("SELECT count(*) AS n FROM predictions").to_pylist()[0]["n"]
+    assert predictions == data.store.lake.dataset("predictions").count_rows() > 0
+
+
 def test_an_s3_data_dir_that_cannot_be_written_is_named_before_any_work(
     servers: tuple[S3, Postgres, Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:

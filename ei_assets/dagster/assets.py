@@ -204,8 +204,10 @@ def build_assets(names: InstanceNames) -> Assets:
 
     all_snapshots_loaded = dg.AssetCheckSpec(
         "all_snapshots_loaded", asset=names.key("warehouse", "snapshots"),
-        description="Every new snapshot in the lake was loaded; one the warehouse refuses is named, "
-                    "taken out of the lake, and fails its learn block until its response changes.")
+        description="Every new snapshot the warehouse step found in the lake was loaded; one the "
+                    "warehouse refuses is named, taken out of the lake, and fails its learn block "
+                    "until its response changes (one refused while the refresh step loads fails "
+                    "its block in all_blocks_refreshed).")
 
     def warehouse_spec(table: str) -> dg.AssetSpec:
         deps: list[dg.AssetSpec | dg.AssetKey]

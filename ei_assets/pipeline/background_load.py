@@ -3,10 +3,12 @@
 A first refresh is work of two kinds that used to run one after the other: the fetch (network,
 then hashing, archiving and flattening) and the warehouse load (DuckDB reading the lake's new
 files). `BackgroundLoad` runs the second beside the first: every new snapshot the refresh
-commits to the lake is queued, and one thread (one writer: the embedded file takes one at a
-time) loads what is queued whenever a group's worth is ready, through
-`Warehouse.load_snapshots`, with the same transactions of whole snapshots and the same isolation
-of a snapshot that fails alone. `close()` loads the rest and says what was loaded and refused.
+commits to the lake is queued with the rows it wrote, and one thread (one writer: the embedded
+file takes one at a time) loads what is queued whenever a group's worth is ready, through
+`Warehouse.load_tables`, with the same transactions of whole snapshots and the same isolation of
+a snapshot that fails alone. The rows are loaded as they are, not read back from the lake: on
+object storage, reading a snapshot's dozen small files back cost more than the rest of its load.
+`close()` loads the rest and says what was loaded and refused.
 
 It only ever saves time: any error that is not one snapshot's data (the warehouse busy with
 another process, a lost connection, a conflict that keeps coming back) stops it, with a warning,
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from contextlib import nullcontext
+
+import pyarrow as pa
 
 from ei_assets.progress import progress
 from ei_assets.warehouse.warehouse import LoadResult, Warehouse
@@ -47,7 +52,7 @@ class BackgroundLoad:
         self.warehouse = warehouse
         self.slot = slot or threading.BoundedSemaphore()
         self.result = LoadResult()
-        self._queued: list[Key] = []
+        self._queued: list[tuple[Key, Mapping[str, pa.Table]]] = []
         self._queued_bytes = 0
         self._closing = False
         self._stopped: str | None = None  # why it gave up, if it did
@@ -55,11 +60,11 @@ class BackgroundLoad:
         self._thread = threading.Thread(target=self._run, name="ei-load", daemon=True)
         self._thread.start()
 
-    def add(self, key: Key, size: int) -> None:
-        """Queue a snapshot committed in the lake (`size`: its response's bytes)."""
+    def add(self, key: Key, tables: Mapping[str, pa.Table], size: int) -> None:
+        """Queue a snapshot committed in the lake with these rows (`size`: its response's bytes)."""
         with self._ready:
             if self._stopped is None:
-                self._queued.append(key)
+                self._queued.append((key, tables))
                 self._queued_bytes += size
                 if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS:
                     self._ready.notify()
@@ -84,7 +89,7 @@ class BackgroundLoad:
                     # beside the fetch: one of its storing slots and one thread, so that no more
                     # threads are busy than cores; the last group, after the fetch, every core
                     with self.slot if not closing else nullcontext():
-                        self.result.add(self.warehouse.load_snapshots(
+                        self.result.add(self.warehouse.load_tables(
                             group, threads=None if closing else 1))
                 except Exception as exc:  # not one snapshot's data: the warehouse step loads it
                     self._stop(exc)

@@ -301,12 +301,10 @@ def refresh_blocks(
     storing = threading.BoundedSemaphore(os.cpu_count() or 1)
     background = BackgroundLoad(warehouse, storing) if warehouse is not None else None
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-fetch") as pool:
-        futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing)
-                   for b in blocks]
+        futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing,
+                               background) for b in blocks]
         for done, future in enumerate(as_completed(futures), start=1):
             report = future.result()
-            if background is not None and report.changed and report.snapshot_id is not None:
-                background.add(report.snapshot_key, sum(f["bytes"] or 0 for f in report.fetches))
             if on_block is not None:
                 on_block(report, done, len(futures))
         reports = [future.result() for future in futures]
@@ -338,11 +336,14 @@ def _refused(reports: list[BlockResult], failures: Sequence[LoadFailure]) -> lis
 
 
 def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,
-                  storing: threading.BoundedSemaphore | None = None) -> BlockResult:
-    """Fetch, archive and flatten one block (storing, if given, while holding one of its slots).
-    Never raises: whatever goes wrong fails this block."""
+                  storing: threading.BoundedSemaphore | None = None,
+                  background: BackgroundLoad | None = None) -> BlockResult:
+    """Fetch, archive and flatten one block (storing, if given, while holding one of its slots),
+    and queue a new snapshot's rows for `background` to load. Never raises: whatever goes wrong
+    fails this block."""
     try:
-        return _refresh_block(client, key, block, store, storing or threading.BoundedSemaphore())
+        return _refresh_block(client, key, block, store, storing or threading.BoundedSemaphore(),
+                              background)
     except Exception as exc:
         log.debug("refreshing %s failed", block.key, exc_info=True)
         return BlockResult(block, "failed", error=f"project {block.project_id}, learn block "
@@ -350,7 +351,8 @@ def refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: D
 
 
 def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: DataStore,
-                   storing: threading.BoundedSemaphore) -> BlockResult:
+                   storing: threading.BoundedSemaphore, background: BackgroundLoad | None
+                   ) -> BlockResult:
     try:
         endpoints = metadata_endpoints(block.block_type)
     except UnknownBlockTypeError:
@@ -371,7 +373,7 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
                                   duration_ms=response.duration_ms, size=len(response.body)))
     try:
         with storing:
-            saved = store.save(block, fetched_at, bodies)
+            saved = store.save(block, fetched_at, bodies, keep=background is not None)
     except Exception as exc:  # any failure of this block's data is this block's alone
         error = f"project {block.project_id}, learn block {block.learn_id}: {_describe(exc)}"
         log.debug("storing %s failed", block.key, exc_info=True)
@@ -379,6 +381,9 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
             row["error"] = error
         return BlockResult(block, "failed", error=error, fetches=fetches)
     sid = saved.snapshot.snapshot_id
+    if background is not None and saved.tables:
+        background.add((block.project_id, block.learn_id, sid), saved.tables,
+                       sum(len(body) for body in bodies.values()))
     for row in fetches:
         row["snapshot_id"], row["changed"] = sid, saved.is_new
     return BlockResult(block, "refreshed" if saved.is_new else "unchanged", sid, rows=saved.rows,

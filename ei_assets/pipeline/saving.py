@@ -48,6 +48,8 @@ class Saved:
     rows: Mapping[str, int] = field(default_factory=dict)  # rows written to the lake, per table
     summary: Mapping[str, float] = field(default_factory=dict)  # see ei_assets.ingest.summary
     profiling_pending: bool = False  # a model type of it is still being profiled
+    # save(keep=True): the rows written to the lake, per table, for a load without reading them back
+    tables: Mapping[str, pa.Table] = field(default_factory=dict)
 
 
 class DataStore:
@@ -59,8 +61,10 @@ class DataStore:
         self.raw = RawArchive(filesystem, self.data_dir)
         self.lake = Lake(filesystem, self.data_dir)
 
-    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, Body]) -> Saved:
-        """Archive one fetched state of a block and flatten it into the lake (once per snapshot)."""
+    def save(self, block: LearnBlock, fetched_at: datetime, bodies: Mapping[str, Body],
+             keep: bool = False) -> Saved:
+        """Archive one fetched state of a block and flatten it into the lake (once per snapshot);
+        `keep`: hand back the rows written (the warehouse loads them as they are)."""
         digest = body_digest(bodies)
         known = self.raw.recall(block.project_id, block.learn_id, digest)
         snapshot = Snapshot(project_id=block.project_id, learn_id=block.learn_id,
@@ -70,7 +74,7 @@ class DataStore:
             return self._unchanged(snapshot, is_new=False)
         if known and (reason := self.raw.unloadable(block.project_id, block.learn_id, known)) is not None:
             raise UnloadableSnapshotError(snapshot, reason)
-        saved = self._flatten(snapshot, bodies, self.raw.put(snapshot, bodies))
+        saved = self._flatten(snapshot, bodies, self.raw.put(snapshot, bodies), keep=keep)
         self.raw.remember(snapshot, digest)
         return saved
 
@@ -84,21 +88,22 @@ class DataStore:
         return Saved(snapshot, is_new, {}, snapshot_summary(*small), _pending(small[0]))
 
     def _flatten(self, snapshot: Snapshot, bodies: Mapping[str, Body], is_new: bool,
-                 rewrite: bool = False) -> Saved:
+                 rewrite: bool = False, keep: bool = False) -> Saved:
         if not rewrite and self.lake.has_snapshot(snapshot):
             return self._unchanged(snapshot, is_new)
-        small: dict[str, pa.Table] = {}
+        kept: dict[str, list[pa.Table]] = {}
 
-        def keep_small(batches: Iterator[Batch]) -> Generator[Batch, None, None]:
+        def keeping(batches: Iterator[Batch]) -> Generator[Batch, None, None]:
             for name, rows in batches:
-                if name in SUMMARY_TABLES:
-                    small[name] = rows
+                if keep or name in SUMMARY_TABLES:
+                    kept.setdefault(name, []).append(rows)
                 yield name, rows
 
-        rows = self.lake.write_snapshot(snapshot, keep_small(flatten(snapshot, bodies)))
-        return Saved(snapshot, is_new, rows,
-                     snapshot_summary(small["model_metrics"], small["on_device_performance"]),
-                     _pending(small["model_metrics"]))
+        rows = self.lake.write_snapshot(snapshot, keeping(flatten(snapshot, bodies)))
+        small = [pa.concat_tables(kept[name]) for name in SUMMARY_TABLES]
+        tables = {name: pa.concat_tables(parts) for name, parts in kept.items()
+                  if rows.get(name)} if keep else {}
+        return Saved(snapshot, is_new, rows, snapshot_summary(*small), _pending(small[0]), tables)
 
 
 def _pending(model_metrics: pa.Table) -> bool:

@@ -12,6 +12,8 @@ import importlib
 import os
 import re
 import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +89,43 @@ def connect(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+class LoadTurnTimeout(TimeoutError):
+    """Another load held the DuckLake for longer than we wait."""
+
+
+@contextmanager
+def load_turn(lake: DuckLake, wait: float, on_wait: Callable[[], None]) -> Iterator[None]:
+    """One load at a time per DuckLake: a Postgres advisory lock in the catalog's database, held
+    by a session of its own for the length of the load. Loads that start together (a fan-out's
+    runs) take turns instead of doing the same work and losing it at commit; whoever comes next
+    loads all that is new by then. The lock ends with its session, so a killed load holds
+    nothing. Calls `on_wait` if it has to wait; waits at most `wait` seconds."""
+    try:
+        import psycopg2  # type: ignore[import-untyped]
+        import psycopg2.errors  # type: ignore[import-untyped]
+    except ImportError:  # the scale extra's, as the extensions are
+        raise ConfigError("EI_WAREHOUSE: the DuckLake mode needs the package psycopg2-binary; "
+                          "install ei_assets with its 'scale' extra") from None
+
+    key = "ei_assets load " + lake.data_path
+    con = psycopg2.connect(lake.conninfo)
+    try:
+        con.autocommit = True
+        with con.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key])
+            row = cursor.fetchone()
+            if not (row and row[0]):
+                on_wait()
+                cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(wait * 1000)}ms"])
+                try:
+                    cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+                except psycopg2.errors.LockNotAvailable:
+                    raise LoadTurnTimeout(f"waited {wait:.0f}s") from None
+        yield
+    finally:
+        con.close()
 
 
 def _literal(text: str) -> str:

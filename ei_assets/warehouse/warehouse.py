@@ -29,7 +29,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from importlib import resources
@@ -66,7 +66,7 @@ LOADED_FILES = "_loaded_files"  # bookkeeping: run log files already loaded
 LOAD_LOCK = "_load_lock"  # one row every load updates first: concurrent loads conflict on it
 SCHEMA_TABLE = "_schema"  # the digest of the schema last created
 WAREHOUSE_DIR = "warehouse"  # a DuckLake's data files, under the data dir
-LOAD_ATTEMPTS = 8
+LOAD_ATTEMPTS = 8  # conflicts in a row with no other load's snapshots committed between them
 BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load holds in memory
 # A load's DuckDB keeps at most LOAD_MEMORY (by warehouse mode) in its buffers and spills the rest
 # (beside the file, or to a temporary dir for a DuckLake), and inserts rows in any order (no table
@@ -121,7 +121,7 @@ CASE WHEN regexp_full_match(r.class, '[0-9]{1,9}')
 CLASSIFICATION_REPORT_SQL = f"""
 INSERT INTO classification_report BY NAME
 SELECT r.*, {CLASS_NAME_SQL} AS class_name
-FROM read_parquet(?, hive_partitioning = false) r
+FROM {{rows}} r
 LEFT JOIN snapshots s
   ON s.project_id = r.project_id AND s.learn_id = r.learn_id AND s.snapshot_id = r.snapshot_id
 """
@@ -331,25 +331,58 @@ class Warehouse:
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
         return self._retrying(self._load_all)
 
-    def load_snapshots(self, keys: Iterable[Key], threads: int | None = None) -> LoadResult:
-        """Load these snapshots (those committed in the lake and not in the warehouse yet), in
-        groups as `load` does and with its isolation of a snapshot that fails alone, but not the
-        run logs: a refresh loads what it stored while it fetches the next blocks. Finds the
-        snapshots' files by their names, without listing the lake. `threads`: DuckDB's, if not
-        every core (a load beside other work)."""
-        wanted = sorted(set(keys))
-        return self._retrying(lambda con, report: self._load_snapshot_files(
-            con, report, self._files_of(wanted)), threads)
+    def load_tables(self, snapshots: Sequence[tuple[Key, Mapping[str, pa.Table]]],
+                    threads: int | None = None) -> LoadResult:
+        """Load these snapshots from their rows in memory (each committed in the lake with exactly
+        these rows, by table), in groups as `load` does and with its isolation of a snapshot that
+        fails alone, but not the run logs: a refresh loads what it stored while it fetches the next
+        blocks, without reading the lake back. A snapshot already in the warehouse is left out.
+        `threads`: DuckDB's, if not every core (a load beside other work)."""
+        sources: Sources = {table: {} for table in SNAPSHOT_TABLES}
+        for key, tables in snapshots:
+            for table, rows in tables.items():
+                sources[table][key] = rows
+        return self._retrying(lambda con, report: self._load_sources(con, report, sources), threads)
 
     def _retrying(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
                   threads: int | None = None) -> LoadResult:
         """Run a load step on a load connection until it completes: without the memory cap once a
         group does not fit in it, and again after a concurrent DuckLake load committed first."""
+        with self._load_turn():
+            return self._attempts(step, threads)
+
+    @contextmanager
+    def _load_turn(self) -> Iterator[None]:
+        """A DuckLake's loads take turns (ducklake.load_turn); the embedded file's lock does the
+        same for its writers."""
+        if self.ducklake is None:
+            yield
+            return
+
+        def waiting() -> None:
+            progress.info(f"waiting for another load of {self.location} "
+                          f"(at most {self.lock_timeout:.0f}s)")
+
+        try:
+            with ducklake.load_turn(self.ducklake, self.lock_timeout, waiting):
+                yield
+        except ducklake.LoadTurnTimeout as exc:
+            raise WarehouseBusyError(
+                f"another load of {self.location} went on for longer than we wait ({exc}): "
+                "another refresh or rebuild is loading it. Wait for it to finish, then run this "
+                "again.") from None
+
+    def _attempts(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
+                  threads: int | None) -> LoadResult:
         report = LoadResult()  # what committed, over every attempt
         capped = True  # to LOAD_MEMORY, until a group does not fit in it
-        for attempt in range(1, LOAD_ATTEMPTS + 1):
+        fruitless = 0  # conflicts after which no other load had committed a snapshot
+        there = -1  # snapshots in the warehouse when the last attempt began
+        while True:
+            before = there
             try:
                 with self._load_connection(capped) as con:
+                    there = _count(con, "snapshots")
                     if threads is not None:
                         con.execute("SET threads = ?", [threads])
                     step(con, report)
@@ -362,12 +395,15 @@ class Warehouse:
                          "without that cap", self._load_memory)
                 capped = False
             except duckdb.TransactionException as exc:
-                if self.ducklake is None or "conflict" not in str(exc).lower() \
-                        or attempt == LOAD_ATTEMPTS:
+                if self.ducklake is None or "conflict" not in str(exc).lower():
                     raise
-                log.info("warehouse: another load committed first; loading again (%d)", attempt)
-                time.sleep(random.uniform(0.05, 0.5) * attempt)
-        raise AssertionError("unreachable")
+                # another load committed first: as long as loads go on committing snapshots
+                # (a fan-out's loaders, each a group at a time), going on is progress
+                fruitless = fruitless + 1 if there <= before else 0
+                if fruitless == LOAD_ATTEMPTS:
+                    raise
+                log.info("warehouse: another load committed first; loading again")
+                time.sleep(random.uniform(0.05, 0.5) * (fruitless + 1))
 
     @contextmanager
     def _load_connection(self, capped: bool) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -387,31 +423,20 @@ class Warehouse:
         loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
         # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
         # means the snapshot is committed in the lake), with its size from the listing
-        files: Files = {
+        files: Sources = {
             table: {key: info for info in self.lake.file_infos(table)
                     if (key := _key_of(info.path)) not in loaded}
             for table in SNAPSHOT_TABLES}
-        self._load_snapshot_files(con, report, files)
+        self._load_sources(con, report, files)
         done = LoadResult()
         with self._transaction(con):
             self._load_logs(con, done, report.failed)
         report.add(done)
 
-    def _load_snapshot_files(self, con: duckdb.DuckDBPyConnection, report: LoadResult,
-                             files: Files) -> None:
-        for batch in self._batches(sorted(files[COMMIT_TABLE]), files):
-            report.add(self._load_group(con, batch, files))
-
-    def _files_of(self, keys: Sequence[Key]) -> Files:
-        """The lake files of these snapshots, by table, those that exist (a table without rows
-        for a snapshot has no file); a snapshot without its `snapshots` file is not committed."""
-        paths = [(table, key, self.lake.file(table, *key)) for table in SNAPSHOT_TABLES for key in keys]
-        infos = self.lake.filesystem.get_file_info([path for _, _, path in paths])
-        files: Files = {table: {} for table in SNAPSHOT_TABLES}
-        for (table, key, _), info in zip(paths, infos, strict=True):
-            if info.type == pafs.FileType.File:
-                files[table][key] = info
-        return files
+    def _load_sources(self, con: duckdb.DuckDBPyConnection, report: LoadResult,
+                      sources: Sources) -> None:
+        for batch in self._batches(sorted(sources[COMMIT_TABLE]), sources):
+            report.add(self._load_group(con, batch, sources))
 
     @property
     def _load_memory(self) -> str:
@@ -432,21 +457,21 @@ class Warehouse:
             raise
 
     @staticmethod
-    def _batches(keys: list[Key], files: Files) -> Iterator[list[Key]]:
-        """Snapshots in groups of about BATCH_BYTES of lake files: a load holds one group's rows
-        in memory until it commits, whatever the number of new snapshots."""
+    def _batches(keys: list[Key], files: Sources) -> Iterator[list[Key]]:
+        """Snapshots in groups of about BATCH_BYTES of lake files (or rows in memory): a load
+        holds one group's rows in memory until it commits, whatever the number of new snapshots."""
         batch: list[Key] = []
         size = 0
         for key in keys:
             batch.append(key)
-            size += sum(files[t][key].size or 0 for t in SNAPSHOT_TABLES if key in files[t])
+            size += sum(_size(files[t][key]) for t in SNAPSHOT_TABLES if key in files[t])
             if size >= BATCH_BYTES:
                 yield batch
                 batch, size = [], 0
         if batch:
             yield batch
 
-    def _load_group(self, con: duckdb.DuckDBPyConnection, batch: list[Key], files: Files
+    def _load_group(self, con: duckdb.DuckDBPyConnection, batch: list[Key], files: Sources
                     ) -> LoadResult:
         """One group in one transaction; if its data fails it, each snapshot in one of its own,
         refusing those that fail alone. Returns what committed."""
@@ -469,7 +494,7 @@ class Warehouse:
             report.add(done)
         return report
 
-    def _refuse(self, key: Key, files: Files, exc: Exception) -> LoadResult:
+    def _refuse(self, key: Key, files: Sources, exc: Exception) -> LoadResult:
         """A snapshot that fails to load on its own: out of the lake, marked in the archive."""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         failure = LoadFailure(*key, reason=reason[:500])
@@ -481,7 +506,7 @@ class Warehouse:
             table_files.pop(key, None)
         return LoadResult(failed=[failure])
 
-    def _load_snapshots(self, con: duckdb.DuckDBPyConnection, batch: list[Key], files: Files,
+    def _load_snapshots(self, con: duckdb.DuckDBPyConnection, batch: list[Key], files: Sources,
                         report: LoadResult) -> None:
         """A group of new snapshots: every table's rows, then the per-snapshot tables. A snapshot
         another process loaded in the meantime (DuckLake) is left out."""
@@ -492,8 +517,13 @@ class Warehouse:
         if not new:
             return
         for table in SNAPSHOT_TABLES:
-            paths = sorted(self._uri(files[table][key].path) for key in new if key in files[table])
-            report.rows[table] = report.rows.get(table, 0) + self._insert(con, table, paths)
+            found = [files[table][key] for key in new if key in files[table]]
+            paths = sorted(self._uri(f.path) for f in found if isinstance(f, pafs.FileInfo))
+            rows = [f for f in found if isinstance(f, pa.Table)]
+            added = self._insert(con, table, paths)
+            if rows:
+                added += self._insert_rows(con, table, pa.concat_tables(rows))
+            report.rows[table] = report.rows.get(table, 0) + added
         con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
                     "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
         self._derive(con, new)
@@ -538,12 +568,18 @@ class Warehouse:
         was added lack it (NULL there, filled by BACKFILLS)."""
         if not files:
             return 0
-        if table not in TABLES:  # the name goes into SQL text: only registry names may
-            raise ValueError(f"unknown table {table!r}")
         options = "hive_partitioning = false" + (", union_by_name = true" if union_by_name else "")
-        sql = (CLASSIFICATION_REPORT_SQL if table == "classification_report" else
-               f'INSERT INTO "{table}" BY NAME SELECT * FROM read_parquet(?, {options})')
-        inserted = con.execute(sql, [files]).fetchone()  # DuckDB answers with the rows inserted
+        inserted = con.execute(_insert_sql(table, f"read_parquet(?, {options})"), [files]).fetchone()
+        return int(inserted[0]) if inserted else 0  # DuckDB answers with the rows inserted
+
+    @staticmethod
+    def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:
+        """Rows in memory (of the table's registry schema) into `table`."""
+        con.register(ROWS_VIEW, rows)
+        try:
+            inserted = con.execute(_insert_sql(table, ROWS_VIEW)).fetchone()
+        finally:
+            con.unregister(ROWS_VIEW)
         return int(inserted[0]) if inserted else 0
 
     def reset(self) -> None:
@@ -644,7 +680,23 @@ def comments_sql(relation: Relation, columns: bool = True) -> str:
     return ";\n".join(statements)
 
 
-Files = dict[str, dict[Key, pafs.FileInfo]]  # per lake table, each new snapshot's file
+# per lake table, each new snapshot's rows: its lake file, or the same rows in memory
+Sources = dict[str, dict[Key, pafs.FileInfo | pa.Table]]
+ROWS_VIEW = "_ei_rows"  # the name rows in memory are read under, for one statement
+
+
+def _size(source: pafs.FileInfo | pa.Table) -> int:
+    return source.nbytes if isinstance(source, pa.Table) else source.size or 0
+
+
+def _insert_sql(table: str, rows: str) -> str:
+    """INSERT of `rows` (a read_parquet call or ROWS_VIEW) into a registry table, by name; the
+    classification report gets its class names on the way."""
+    if table not in TABLES:  # the name goes into SQL text: only registry names may
+        raise ValueError(f"unknown table {table!r}")
+    if table == "classification_report":
+        return CLASSIFICATION_REPORT_SQL.replace("{rows}", rows)
+    return f'INSERT INTO "{table}" BY NAME SELECT * FROM {rows}'
 
 
 def _key_of(path: str) -> Key:
@@ -652,6 +704,11 @@ def _key_of(path: str) -> Key:
     project, learn, name = path.rsplit("/", 3)[-3:]
     return (int(project.removeprefix("project_id=")), int(learn.removeprefix("learn_id=")),
             name.removesuffix(".parquet"))
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    found = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # registry names only
+    return int(found[0]) if found else 0
 
 
 def _keys(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None
