@@ -147,13 +147,16 @@ def fanout_worker(argv: list[str]) -> None:
     data = DataDir.open(location, warehouse=warehouse, lock_timeout=600)
     keys = [ApiKey(k, f"#{i}") for i, k in enumerate(api_keys.split(","), start=1)]
     loading = mode == "load"
+    started = time.perf_counter()
     with StudioClient(url, max_concurrency=8) as client:
         result = refresh(client, keys, data.store, max_workers=8,
                          warehouse=data.warehouse if loading else None,
                          projects=[int(p) for p in projects.split(",")])
+    fetched = time.perf_counter()
     step = data.warehouse.load().new_snapshots if loading else 0
     print(json.dumps({"held_s": held, "refreshed": result.counts()["refreshed"],
-                      "loaded": result.loaded.new_snapshots + step}))
+                      "loaded": result.loaded.new_snapshots + step,
+                      "refresh_s": fetched - started, "step_s": time.perf_counter() - fetched}))
 
 
 def measure_fanout() -> list[str]:
@@ -188,8 +191,12 @@ def measure_fanout() -> list[str]:
             runs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
             return time.perf_counter() - started, runs
 
-        plain, _ = fan_out("s3://ei-fanout/plain", "store")  # the same fan-out, no warehouse
+        plain, plain_runs = fan_out("s3://ei-fanout/plain", "store")  # the same, no warehouse
         wall, runs = fan_out(location, "load")
+        for name, each in (("without", plain_runs), ("with", runs)):
+            print(f"  runs {name} the warehouse: " + "; ".join(
+                f"refresh {r['refresh_s']:.1f}s, step {r['step_s']:.1f}s, held {r['held_s']:.1f}s"
+                for r in each))
         snapshots = int(sum(r["refreshed"] for r in runs))
         held = sum(r["held_s"] for r in runs)
         per = 1000 * (wall - plain) / max(snapshots, 1)

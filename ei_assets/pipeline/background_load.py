@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from contextlib import nullcontext
 
 import pyarrow as pa
 
@@ -31,11 +30,14 @@ __all__ = ["GROUP_BYTES", "GROUP_SNAPSHOTS", "BackgroundLoad"]
 
 log = logging.getLogger(__name__)
 
-# A group is loaded once this many bytes of responses or this many snapshots are queued (or the
-# fetch is over): each load has a fixed cost (a connection, the schema check, a statement per
-# table), so single snapshots would cost more in all than the load they overlap.
+# A group is loaded once this many bytes of rows or this many snapshots are queued (or the fetch
+# is over): each load has a fixed cost (a connection, the schema check, a statement per table),
+# so single snapshots would cost more in all than the load they overlap. Rows queued beyond
+# QUEUE_BYTES (the load waits for another process's, say) are not kept: those snapshots are left
+# to the warehouse step, and the fetch never waits for the load.
 GROUP_BYTES = 16 << 20
 GROUP_SNAPSHOTS = 32
+QUEUE_BYTES = 4 * GROUP_BYTES
 
 Key = tuple[int, int, str]
 
@@ -43,14 +45,12 @@ Key = tuple[int, int, str]
 class BackgroundLoad:
     """One thread loading the snapshots queued by `add` into `warehouse`; `close` finishes.
 
-    While the fetch goes on, a load takes `slot` (the refresh's storing semaphore, one per core)
-    and one DuckDB thread: the fetch's hashing and flattening and the load share the cores
-    instead of crowding them.
+    While the fetch goes on, a load runs on one DuckDB thread, beside the fetch's hashing and
+    flattening; the last group, after the fetch, on every core.
     """
 
-    def __init__(self, warehouse: Warehouse, slot: threading.Semaphore | None = None) -> None:
+    def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
-        self.slot = slot or threading.BoundedSemaphore()
         self.result = LoadResult()
         self._queued: list[tuple[Key, Mapping[str, pa.Table]]] = []
         self._queued_bytes = 0
@@ -60,10 +60,11 @@ class BackgroundLoad:
         self._thread = threading.Thread(target=self._run, name="ei-load", daemon=True)
         self._thread.start()
 
-    def add(self, key: Key, tables: Mapping[str, pa.Table], size: int) -> None:
-        """Queue a snapshot committed in the lake with these rows (`size`: its response's bytes)."""
+    def add(self, key: Key, tables: Mapping[str, pa.Table]) -> None:
+        """Queue a snapshot committed in the lake with these rows."""
+        size = sum(rows.nbytes for rows in tables.values())
         with self._ready:
-            if self._stopped is None:
+            if self._stopped is None and self._queued_bytes + size <= QUEUE_BYTES:
                 self._queued.append((key, tables))
                 self._queued_bytes += size
                 if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS:
@@ -86,11 +87,9 @@ class BackgroundLoad:
                 closing = self._closing
             if group:
                 try:
-                    # beside the fetch: one of its storing slots and one thread, so that no more
-                    # threads are busy than cores; the last group, after the fetch, every core
-                    with self.slot if not closing else nullcontext():
-                        self.result.add(self.warehouse.load_tables(
-                            group, threads=None if closing else 1))
+                    # No storing slot is taken: a load may wait for its turn (another process
+                    # loading), and the fetch must not wait with it.
+                    self.result.add(self.warehouse.load_tables(group, threads=None if closing else 1))
                 except Exception as exc:  # not one snapshot's data: the warehouse step loads it
                     self._stop(exc)
                     return

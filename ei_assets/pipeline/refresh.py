@@ -299,7 +299,7 @@ def refresh_blocks(
     each as it finishes. With a `warehouse`, each new snapshot is loaded while the others are
     fetched (what was loaded is added to `loaded`); a snapshot it refuses fails its block."""
     storing = threading.BoundedSemaphore(os.cpu_count() or 1)
-    background = BackgroundLoad(warehouse, storing) if warehouse is not None else None
+    background = BackgroundLoad(warehouse) if warehouse is not None else None
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ei-fetch") as pool:
         futures = [pool.submit(refresh_block, client, keys_by_project[b.project_id], b, store, storing,
                                background) for b in blocks]
@@ -382,8 +382,7 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
         return BlockResult(block, "failed", error=error, fetches=fetches)
     sid = saved.snapshot.snapshot_id
     if background is not None and saved.tables:
-        background.add((block.project_id, block.learn_id, sid), saved.tables,
-                       sum(len(body) for body in bodies.values()))
+        background.add((block.project_id, block.learn_id, sid), saved.tables)
     for row in fetches:
         row["snapshot_id"], row["changed"] = sid, saved.is_new
     return BlockResult(block, "refreshed" if saved.is_new else "unchanged", sid, rows=saved.rows,

@@ -76,6 +76,9 @@ BATCH_BYTES = 16 << 20  # lake files per load transaction: bounds what a load ho
 # cannot fit (a very large snapshot; DuckLake's Parquet writer does not spill) loads without the
 # cap. Queries keep DuckDB's defaults.
 LOAD_MEMORY = {"duckdb": "96MB", "ducklake": "256MB"}
+# A DuckLake's data files: zstd, as the lake's (DuckLake's default, snappy, writes more bytes to
+# the object store, and a fan-out's loads are bound by those writes; docs/scale.md).
+DUCKLAKE_OPTIONS_SQL = f"CALL {ducklake.CATALOG}.set_option('parquet_compression', 'zstd')"
 REDERIVE_GROUP = 32  # snapshots per statement when the per-snapshot tables are filled anew
 DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for the keys given
 if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
@@ -298,6 +301,8 @@ class Warehouse:
         if con.execute(f"SELECT count(*) FROM {LOAD_LOCK}").fetchone() == (0,):
             con.execute(f"INSERT INTO {LOAD_LOCK} VALUES (0)")
         con.execute(self._views_sql())
+        if self.ducklake is not None:  # kept in its catalog: every writer's files are zstd
+            con.execute(DUCKLAKE_OPTIONS_SQL)
         # their SQL is part of the schema: filled again, for every snapshot, when it changes
         for name in PER_SNAPSHOT_TABLES:
             con.execute(f'DELETE FROM "{name}"')
@@ -315,6 +320,8 @@ class Warehouse:
         """A digest of everything ensure_schema creates: a new column, view or threshold changes it."""
         parts = [create_table_sql(t) + comments_sql(t) for t in TABLES.values()]
         parts += [comments_sql(v) for v in VIEWS.values()] + [self._views_sql(), *DERIVED_SQL.values()]
+        if self.ducklake is not None:
+            parts.append(DUCKLAKE_OPTIONS_SQL)
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def _views_sql(self) -> str:
