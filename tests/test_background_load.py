@@ -62,9 +62,13 @@ def run(sim: Simulator, keys: list[ApiKey], data: DataDir, store: DataStore | No
     return result.blocks, result
 
 
+@pytest.mark.parametrize("rows", ["in memory", "read back from the lake"])
 def test_snapshots_are_loaded_while_a_block_still_downloads(
-        sim: Simulator, keys: list[ApiKey], data: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+        sim: Simulator, keys: list[ApiKey], data: DataDir, monkeypatch: pytest.MonkeyPatch,
+        rows: str) -> None:
     monkeypatch.setattr(background_load, "GROUP_SNAPSHOTS", 1)  # a group per snapshot
+    if rows != "in memory":  # none fits: each is queued by key alone
+        monkeypatch.setattr(background_load, "GROUP_BYTES", 1)
     sim.faults.slow_seconds = 600.0
     sim.faults.script(HELD, ["slow"])  # answered only when the test releases it
     seen: dict[str, list[tuple[int, int]]] = {}

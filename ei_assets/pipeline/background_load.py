@@ -3,11 +3,12 @@
 A first refresh is work of two kinds that used to run one after the other: the fetch (network,
 then hashing, archiving and flattening) and the warehouse load (DuckDB reading the lake's new
 files). `BackgroundLoad` runs the second beside the first: every new snapshot the refresh
-commits to the lake is queued with the rows it wrote, and one thread (one writer: the embedded
-file takes one at a time) loads what is queued whenever a group's worth is ready, through
-`Warehouse.load_tables`, with the same transactions of whole snapshots and the same isolation of
-a snapshot that fails alone. The rows are loaded as they are, not read back from the lake: on
-object storage, reading a snapshot's dozen small files back cost more than the rest of its load.
+commits to the lake is queued, and one thread (one writer: the embedded file takes one at a
+time) loads what is queued whenever a group's worth is ready, through `Warehouse.load_tables`,
+with the same transactions of whole snapshots and the same isolation of a snapshot that fails
+alone. On object storage a snapshot is queued with the rows it wrote, loaded as they are:
+reading its dozen small files back costs more requests than the rest of its load. On a local
+disk (and past a group's worth of rows) it is queued by key alone and its files are read back.
 `close()` loads the rest and says what was loaded and refused.
 
 It only ever saves time: any error that is not one snapshot's data (the warehouse busy with
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 
 from ei_assets.progress import progress
+from ei_assets.storage.files import is_local
 from ei_assets.warehouse.warehouse import LoadResult, Warehouse
 
 __all__ = ["GROUP_BYTES", "GROUP_SNAPSHOTS", "BackgroundLoad"]
@@ -32,12 +34,11 @@ log = logging.getLogger(__name__)
 
 # A group is loaded once this many bytes of rows or this many snapshots are queued (or the fetch
 # is over): each load has a fixed cost (a connection, the schema check, a statement per table),
-# so single snapshots would cost more in all than the load they overlap. Rows queued beyond
-# QUEUE_BYTES (the load waits for another process's, say) are not kept: those snapshots are left
-# to the warehouse step, and the fetch never waits for the load.
+# so single snapshots would cost more in all than the load they overlap. Rows beyond GROUP_BYTES
+# not loaded yet (the load waits for another process's, say) are not kept: those snapshots are
+# queued by key and read back from the lake, so memory stays bounded and the fetch never waits.
 GROUP_BYTES = 16 << 20
 GROUP_SNAPSHOTS = 32
-QUEUE_BYTES = 4 * GROUP_BYTES
 
 Key = tuple[int, int, str]
 
@@ -51,8 +52,11 @@ class BackgroundLoad:
 
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
+        # rows are worth keeping where reading them back costs requests: not on a local disk,
+        # where they are in the page cache and holding them would only add to the peak
+        self.keeps_rows = not is_local(warehouse.lake.filesystem)
         self.result = LoadResult()
-        self._queued: list[tuple[Key, Mapping[str, pa.Table]]] = []
+        self._queued: list[tuple[Key, Mapping[str, pa.Table] | None]] = []
         self._queued_bytes = 0
         self._closing = False
         self._stopped: str | None = None  # why it gave up, if it did
@@ -60,15 +64,17 @@ class BackgroundLoad:
         self._thread = threading.Thread(target=self._run, name="ei-load", daemon=True)
         self._thread.start()
 
-    def add(self, key: Key, tables: Mapping[str, pa.Table]) -> None:
-        """Queue a snapshot committed in the lake with these rows."""
-        size = sum(rows.nbytes for rows in tables.values())
+    def add(self, key: Key, tables: Mapping[str, pa.Table] | None) -> None:
+        """Queue a snapshot committed in the lake, with its rows (kept while they fit) or None."""
+        size = sum(rows.nbytes for rows in (tables or {}).values())
         with self._ready:
-            if self._stopped is None and self._queued_bytes + size <= QUEUE_BYTES:
-                self._queued.append((key, tables))
-                self._queued_bytes += size
-                if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS:
-                    self._ready.notify()
+            if self._stopped is not None:
+                return
+            keep = tables is not None and self._queued_bytes + size <= GROUP_BYTES
+            self._queued.append((key, tables if keep else None))
+            self._queued_bytes += size if keep else 0
+            if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS:
+                self._ready.notify()
 
     def close(self) -> LoadResult:
         """Load what is still queued, stop the thread, and return what every load did."""

@@ -373,7 +373,8 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
                                   duration_ms=response.duration_ms, size=len(response.body)))
     try:
         with storing:
-            saved = store.save(block, fetched_at, bodies, keep=background is not None)
+            saved = store.save(block, fetched_at, bodies,
+                               keep=background is not None and background.keeps_rows)
     except Exception as exc:  # any failure of this block's data is this block's alone
         error = f"project {block.project_id}, learn block {block.learn_id}: {_describe(exc)}"
         log.debug("storing %s failed", block.key, exc_info=True)
@@ -381,8 +382,8 @@ def _refresh_block(client: StudioClient, key: ApiKey, block: LearnBlock, store: 
             row["error"] = error
         return BlockResult(block, "failed", error=error, fetches=fetches)
     sid = saved.snapshot.snapshot_id
-    if background is not None and saved.tables:
-        background.add((block.project_id, block.learn_id, sid), saved.tables)
+    if background is not None and saved.rows:  # a new snapshot flattened into the lake
+        background.add((block.project_id, block.learn_id, sid), saved.tables or None)
     for row in fetches:
         row["snapshot_id"], row["changed"] = sid, saved.is_new
     return BlockResult(block, "refreshed" if saved.is_new else "unchanged", sid, rows=saved.rows,

@@ -338,18 +338,30 @@ class Warehouse:
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
         return self._retrying(self._load_all)
 
-    def load_tables(self, snapshots: Sequence[tuple[Key, Mapping[str, pa.Table]]],
+    def load_tables(self, snapshots: Sequence[tuple[Key, Mapping[str, pa.Table] | None]],
                     threads: int | None = None) -> LoadResult:
-        """Load these snapshots from their rows in memory (each committed in the lake with exactly
-        these rows, by table), in groups as `load` does and with its isolation of a snapshot that
-        fails alone, but not the run logs: a refresh loads what it stored while it fetches the next
-        blocks, without reading the lake back. A snapshot already in the warehouse is left out.
-        `threads`: DuckDB's, if not every core (a load beside other work)."""
-        sources: Sources = {table: {} for table in SNAPSHOT_TABLES}
+        """Load these snapshots, each committed in the lake, from their rows in memory (exactly
+        the rows of its lake files, by table) or, given None, from its lake files; in groups as
+        `load` does and with its isolation of a snapshot that fails alone, but not the run logs:
+        a refresh loads what it stored while it fetches the next blocks, without reading the lake
+        back. A snapshot already in the warehouse is left out. `threads`: DuckDB's, if not every
+        core (a load beside other work)."""
+        sources = self._files_of([key for key, tables in snapshots if tables is None])
         for key, tables in snapshots:
-            for table, rows in tables.items():
+            for table, rows in (tables or {}).items():
                 sources[table][key] = rows
         return self._retrying(lambda con, report: self._load_sources(con, report, sources), threads)
+
+    def _files_of(self, keys: Sequence[Key]) -> Sources:
+        """The lake files of these snapshots, by table, those that exist (a table without rows
+        for a snapshot has no file), found by their names without listing the lake."""
+        paths = [(table, key, self.lake.file(table, *key)) for table in SNAPSHOT_TABLES for key in keys]
+        infos = self.lake.filesystem.get_file_info([path for _, _, path in paths]) if paths else []
+        files: Sources = {table: {} for table in SNAPSHOT_TABLES}
+        for (table, key, _), info in zip(paths, infos, strict=True):
+            if info.type == pafs.FileType.File:
+                files[table][key] = info
+        return files
 
     def _retrying(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
                   threads: int | None = None) -> LoadResult:
