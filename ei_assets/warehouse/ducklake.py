@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from ei_assets.errors import EiAssetsError
 from ei_assets.settings import ConfigError
 
 # For every warehouse connection, both modes. A load reads each lake file once, so DuckDB's cache
@@ -91,7 +92,7 @@ def connect(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
     return con
 
 
-class LoadTurnTimeout(TimeoutError):
+class LoadTurnTimeout(EiAssetsError, TimeoutError):
     """Another load held the DuckLake for longer than we wait."""
 
 
