@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -254,6 +255,29 @@ def test_a_second_writer_that_waits_long_enough_succeeds(tmp_path: Path) -> None
     assert data.warehouse.load().new_snapshots == 1
     holder.wait(timeout=10)
     assert q(data, "SELECT count(*) AS n FROM snapshots") == [{"n": 2}]
+
+
+def test_threads_of_one_process_open_the_warehouse_at_the_same_time(data: DataDir) -> None:
+    """A refresh's loading thread and a reader in another thread (DuckDB 1.4+ refuses a file a
+    connection closing at that moment still holds: connect waits that moment out)."""
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    errors: list[str] = []
+
+    def open_and_count() -> None:
+        for _ in range(400):
+            try:
+                with data.warehouse.connect() as con:
+                    con.execute("SELECT count(*) FROM snapshots").fetchall()
+            except Exception as exc:
+                errors.append(str(exc))
+
+    threads = [threading.Thread(target=open_and_count) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
 
 
 def dump(data: DataDir) -> dict[str, list[tuple[Any, ...]]]:

@@ -247,6 +247,14 @@ class Warehouse:
                 connection = duckdb.connect(self.path, read_only=read_only)
                 connection.execute(ducklake.CONNECTION_SETTINGS)
                 break
+            except duckdb.BinderException as exc:
+                # DuckDB 1.4+: a connection of this process to the same file, closing in another
+                # thread at this moment, still holds it in the instance cache; it is gone at once
+                if "unique file handle conflict" not in str(exc).lower() \
+                        or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+                continue
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
