@@ -175,3 +175,34 @@ def test_a_warehouse_held_by_another_process_defers_the_load_to_the_warehouse_st
     assert [b.status for b in blocks] == ["refreshed"] * 8  # the fetch is not the load's hostage
     assert result.loaded.new_snapshots == 0
     assert data.warehouse.load().new_snapshots == 8
+
+
+def test_a_full_queue_makes_the_fetch_wait_and_nothing_is_read_back_from_object_storage(
+        sim: Simulator, keys: list[ApiKey], data: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    if is_local(data.store.filesystem):
+        pytest.skip("a local lake's snapshots are always read back: no rows are kept")
+    from ei_assets.warehouse.warehouse import Warehouse
+
+    read_back: list[tuple[int, int, str]] = []
+    files_of = Warehouse._files_of
+
+    def spied(self: Warehouse, keys: list[tuple[int, int, str]]) -> object:
+        read_back.extend(keys)
+        return files_of(self, keys)
+
+    monkeypatch.setattr(Warehouse, "_files_of", spied)
+    load_tables = Warehouse._load_tables
+
+    def slow(self: Warehouse, *args: object) -> object:
+        time.sleep(0.5)  # a load busy longer than the next blocks take to arrive
+        return load_tables(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Warehouse, "_load_tables", slow)
+    # room for the largest snapshot's rows (about 70 kB here), not for all: the queue fills
+    monkeypatch.setattr(background_load, "GROUP_BYTES", 80 << 10)
+    monkeypatch.setattr(background_load, "GROUP_SNAPSHOTS", 1000)
+    blocks, result = run(sim, keys, data)
+    assert [b.status for b in blocks] == ["refreshed"] * 8
+    assert result.loaded.new_snapshots == 8
+    assert read_back == []  # each loaded from the rows the refresh wrote, none read back
+    assert sorted(loaded(data)) == sorted((b.block.project_id, b.block.learn_id) for b in blocks)

@@ -4,11 +4,13 @@ A first refresh is work of two kinds that used to run one after the other: the f
 then hashing, archiving and flattening) and the warehouse load (DuckDB reading the lake's new
 files). `BackgroundLoad` runs the second beside the first: every new snapshot the refresh
 commits to the lake is queued, and one thread (one writer: the embedded file takes one at a
-time) loads what is queued whenever a group's worth is ready, through `Warehouse.load_tables`,
+time) loads what is queued whenever a group's worth is ready, through `Warehouse.loader`,
 with the same transactions of whole snapshots and the same isolation of a snapshot that fails
 alone. On object storage a snapshot is queued with the rows it wrote, loaded as they are:
-reading its dozen small files back costs more requests than the rest of its load. On a local
-disk (and past a group's worth of rows) it is queued by key alone and its files are read back.
+reading its dozen small files back costs more requests than the rest of its load, so a fetch
+worker that finds a group's worth queued waits for room (for ROOM_WAIT_S at most). On a local
+disk (and past that wait) it is queued by key alone and its files are read back. A DuckLake
+connection is opened once for all the groups.
 `close()` loads the rest and says what was loaded and refused.
 
 It only ever saves time: any error that is not one snapshot's data (the warehouse busy with
@@ -20,25 +22,29 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 
 from ei_assets.progress import progress
 from ei_assets.storage.files import is_local
-from ei_assets.warehouse.warehouse import LoadResult, Warehouse
+from ei_assets.warehouse.warehouse import LoadResult, LoadSnapshots, Warehouse
 
-__all__ = ["GROUP_BYTES", "GROUP_SNAPSHOTS", "BackgroundLoad"]
+__all__ = ["GROUP_BYTES", "GROUP_SNAPSHOTS", "ROOM_WAIT_S", "BackgroundLoad"]
 
 log = logging.getLogger(__name__)
 
 # A group is loaded once this many bytes of rows or this many snapshots are queued (or the fetch
-# is over): each load has a fixed cost (a connection, the schema check, a statement per table),
-# so single snapshots would cost more in all than the load they overlap. Rows beyond GROUP_BYTES
-# not loaded yet (the load waits for another process's, say) are not kept: those snapshots are
-# queued by key and read back from the lake, so memory stays bounded and the fetch never waits.
-GROUP_BYTES = 16 << 20
-GROUP_SNAPSHOTS = 32
+# is over): each load has a fixed cost (a statement per table, a commit), so single snapshots
+# would cost more in all than the load they overlap. When GROUP_BYTES of rows wait already (the
+# load is busy, or waits for another process's), a fetch worker waits for room, for at most
+# ROOM_WAIT_S: reading a snapshot back from object storage costs far more than the wait. Past
+# that, its snapshot is queued by key and read back, so memory stays bounded and a fetch never
+# waits long for another process.
+GROUP_BYTES = 32 << 20
+GROUP_SNAPSHOTS = 64
+ROOM_WAIT_S = 30.0
 
 Key = tuple[int, int, str]
 
@@ -58,16 +64,28 @@ class BackgroundLoad:
         self.result = LoadResult()
         self._queued: list[tuple[Key, Mapping[str, pa.Table] | None]] = []
         self._queued_bytes = 0
+        self._full = False  # a fetch worker waits for room in the queue
         self._closing = False
         self._stopped: str | None = None  # why it gave up, if it did
-        self._ready = threading.Condition()
+        lock = threading.Lock()
+        self._ready = threading.Condition(lock)  # a group is ready, or the fetch is over
+        self._room = threading.Condition(lock)  # the loader took the queue, or stopped
         self._thread = threading.Thread(target=self._run, name="ei-load", daemon=True)
         self._thread.start()
 
     def add(self, key: Key, tables: Mapping[str, pa.Table] | None) -> None:
         """Queue a snapshot committed in the lake, with its rows (kept while they fit) or None."""
         size = sum(rows.nbytes for rows in (tables or {}).values())
+        deadline = time.monotonic() + ROOM_WAIT_S
         with self._ready:
+            # while a group's worth is queued: have it loaded, and wait for room (others may
+            # take the room first: then it is full again, and loaded again)
+            while tables is not None and size <= GROUP_BYTES and self._stopped is None \
+                    and self._queued_bytes + size > GROUP_BYTES \
+                    and (left := deadline - time.monotonic()) > 0:
+                self._full = True
+                self._ready.notify()
+                self._room.wait(left)
             if self._stopped is not None:
                 return
             keep = tables is not None and self._queued_bytes + size <= GROUP_BYTES
@@ -85,17 +103,23 @@ class BackgroundLoad:
         return self.result
 
     def _run(self) -> None:
+        with self.warehouse.loader() as load:  # one DuckLake connection for every group
+            self._load_groups(load)
+
+    def _load_groups(self, load: Callable[[LoadSnapshots, int | None], LoadResult]) -> None:
         while True:
             with self._ready:
-                self._ready.wait_for(lambda: self._closing or self._queued_bytes >= GROUP_BYTES
+                self._ready.wait_for(lambda: self._closing or self._full
+                                     or self._queued_bytes >= GROUP_BYTES
                                      or len(self._queued) >= GROUP_SNAPSHOTS)
                 group, self._queued, self._queued_bytes = self._queued, [], 0
-                closing = self._closing
+                closing, self._full = self._closing, False
+                self._room.notify_all()
             if group:
                 try:
                     # No storing slot is taken: a load may wait for its turn (another process
-                    # loading), and the fetch must not wait with it.
-                    self.result.add(self.warehouse.load_tables(group, threads=None if closing else 1))
+                    # loading), and the fetch goes on meanwhile, until the queue is full.
+                    self.result.add(load(group, None if closing else 1))
                 except Exception as exc:  # not one snapshot's data: the warehouse step loads it
                     self._stop(exc)
                     return
@@ -107,6 +131,7 @@ class BackgroundLoad:
         with self._ready:
             self._stopped = reason
             self._queued, self._queued_bytes = [], 0
+            self._room.notify_all()
         log.debug("loading during the fetch stopped", exc_info=True)
         progress.info(f"warehouse: loading during the fetch stopped ({reason}); the warehouse step "
                       "loads the rest")

@@ -30,7 +30,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -104,6 +104,8 @@ JOIN runs r USING (project_id)
 WHERE l.rank_ = 1
 """
 
+# Only rows whose times move: in a DuckLake an updated row is written again (and the old one
+# marked deleted), so updating every snapshot at every load would rewrite the table each time.
 FETCH_TIMES_SQL = """
 UPDATE snapshots SET first_fetched_at = least(snapshots.first_fetched_at, f.first_at),
                      last_fetched_at = greatest(snapshots.last_fetched_at, f.last_at)
@@ -113,6 +115,14 @@ FROM (SELECT project_id, learn_id, snapshot_id, min(fetched_at) AS first_at,
       GROUP BY ALL) f
 WHERE snapshots.project_id = f.project_id AND snapshots.learn_id = f.learn_id
   AND snapshots.snapshot_id = f.snapshot_id
+  AND (f.first_at < snapshots.first_fetched_at OR f.last_at > snapshots.last_fetched_at
+       OR snapshots.first_fetched_at IS NULL OR snapshots.last_fetched_at IS NULL)
+"""
+# A new snapshot's fetch times start at its own fetch (FETCH_TIMES_SQL widens them), set as it is
+# inserted rather than by an UPDATE after it (which a DuckLake would write as a second copy).
+SNAPSHOTS_SQL = """
+INSERT INTO snapshots BY NAME
+SELECT *, fetched_at AS first_fetched_at, fetched_at AS last_fetched_at FROM {rows}
 """
 
 # A report key that is a class index names the class at that position of the snapshot's class
@@ -144,6 +154,8 @@ DATA_ERRORS: tuple[type[duckdb.Error], ...] = (
     duckdb.TypeMismatchException, duckdb.NotImplementedException,
 )
 Key = tuple[int, int, str]  # (project_id, learn_id, snapshot_id): one snapshot of one learn block
+# snapshots to load: each with its rows in memory by table, or None (read from its lake files)
+LoadSnapshots = Sequence[tuple[Key, Mapping[str, pa.Table] | None]]
 
 
 class WarehouseBusyError(EiAssetsError, RuntimeError):
@@ -346,19 +358,37 @@ class Warehouse:
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
         return self._retrying(self._load_all)
 
-    def load_tables(self, snapshots: Sequence[tuple[Key, Mapping[str, pa.Table] | None]],
-                    threads: int | None = None) -> LoadResult:
+    @contextmanager
+    def loader(self) -> Iterator[Callable[[LoadSnapshots, int | None], LoadResult]]:
+        """`load_tables` for many loads in a row (a refresh's groups): a DuckLake's load
+        connection stays open between them (opening one loads three extensions and attaches the
+        catalog, which costs more than loading a group), until the end or a load that fails.
+        The embedded file's connection is opened for each: between loads, other processes may
+        read it."""
+        kept = _LoadConnection(self, keep=self.ducklake is not None)
+        try:
+            yield lambda snapshots, threads: self._load_tables(snapshots, threads, kept)
+        finally:
+            kept.close()
+
+    def load_tables(self, snapshots: LoadSnapshots, threads: int | None = None) -> LoadResult:
         """Load these snapshots, each committed in the lake, from their rows in memory (exactly
         the rows of its lake files, by table) or, given None, from its lake files; in groups as
         `load` does and with its isolation of a snapshot that fails alone, but not the run logs:
         a refresh loads what it stored while it fetches the next blocks, without reading the lake
         back. A snapshot already in the warehouse is left out. `threads`: DuckDB's, if not every
         core (a load beside other work)."""
+        with self.loader() as load:
+            return load(snapshots, threads)
+
+    def _load_tables(self, snapshots: LoadSnapshots, threads: int | None,
+                     connection: _LoadConnection) -> LoadResult:
         sources = self._files_of([key for key, tables in snapshots if tables is None])
         for key, tables in snapshots:
             for table, rows in (tables or {}).items():
                 sources[table][key] = rows
-        return self._retrying(lambda con, report: self._load_sources(con, report, sources), threads)
+        return self._retrying(lambda con, report: self._load_sources(con, report, sources), threads,
+                              connection)
 
     def _files_of(self, keys: Sequence[Key]) -> Sources:
         """The lake files of these snapshots, by table, those that exist (a table without rows
@@ -372,11 +402,18 @@ class Warehouse:
         return files
 
     def _retrying(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
-                  threads: int | None = None) -> LoadResult:
+                  threads: int | None = None, connection: _LoadConnection | None = None
+                  ) -> LoadResult:
         """Run a load step on a load connection until it completes: without the memory cap once a
         group does not fit in it, and again after a concurrent DuckLake load committed first."""
         with self._load_turn():
-            return self._attempts(step, threads)
+            if connection is not None:
+                return self._attempts(step, threads, connection)
+            one = _LoadConnection(self, keep=False)
+            try:
+                return self._attempts(step, threads, one)
+            finally:
+                one.close()
 
     @contextmanager
     def _load_turn(self) -> Iterator[None]:
@@ -400,7 +437,7 @@ class Warehouse:
                 "again.") from None
 
     def _attempts(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
-                  threads: int | None) -> LoadResult:
+                  threads: int | None, connection: _LoadConnection) -> LoadResult:
         report = LoadResult()  # what committed, over every attempt
         capped = True  # to LOAD_MEMORY, until a group does not fit in it
         fruitless = 0  # conflicts after which no other load had committed a snapshot
@@ -408,10 +445,8 @@ class Warehouse:
         while True:
             before = there
             try:
-                with self._load_connection(capped) as con:
+                with connection.use(capped, threads) as con:
                     there = _count(con, "snapshots")
-                    if threads is not None:
-                        con.execute("SET threads = ?", [threads])
                     step(con, report)
                 log.info("warehouse: %d new snapshots, rows %s", report.new_snapshots, report.rows)
                 return report
@@ -431,19 +466,6 @@ class Warehouse:
                     raise
                 log.info("warehouse: another load committed first; loading again")
                 time.sleep(random.uniform(0.05, 0.5) * (fruitless + 1))
-
-    @contextmanager
-    def _load_connection(self, capped: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A writing connection set up for loads, with the schema in place."""
-        spill = tempfile.TemporaryDirectory(prefix="ei-assets-load-") if self.ducklake else None
-        with spill or nullcontext(), self.connect() as con:
-            con.execute("SET preserve_insertion_order = false")
-            if capped:
-                con.execute("SET memory_limit = ?", [self._load_memory])
-            if spill is not None:  # an in-memory DuckDB would spill to ./.tmp
-                con.execute("SET temp_directory = ?", [spill.name])
-            self.ensure_schema(con)
-            yield con
 
     def _load_all(self, con: duckdb.DuckDBPyConnection, report: LoadResult) -> None:
         """Every new snapshot of the lake, then the run logs."""
@@ -551,8 +573,6 @@ class Warehouse:
             if rows:
                 added += self._insert_rows(con, table, pa.concat_tables(rows))
             report.rows[table] = report.rows.get(table, 0) + added
-        con.execute("UPDATE snapshots SET first_fetched_at = fetched_at, "
-                    "last_fetched_at = fetched_at WHERE first_fetched_at IS NULL")
         self._derive(con, new)
         report.new_snapshots += len(new)
 
@@ -647,6 +667,52 @@ class Warehouse:
             reader.show(sql, max_rows)
 
 
+class _LoadConnection:
+    """The writing connection of a load, set up for loads with the schema in place; with `keep`,
+    left open for the next load (`Warehouse.loader`) unless a load failed on it."""
+
+    def __init__(self, warehouse: Warehouse, keep: bool) -> None:
+        self._warehouse = warehouse
+        self._keep = keep
+        self._open: ExitStack | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def use(self, capped: bool, threads: int | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, its memory capped to LOAD_MEMORY or not, on `threads` (DuckDB's
+        default: every core)."""
+        con = self._con or self._connect()
+        try:
+            con.execute("SET memory_limit = ?" if capped else "RESET memory_limit",
+                        [self._warehouse._load_memory] if capped else None)
+            con.execute("SET threads = ?" if threads is not None else "RESET threads",
+                        [threads] if threads is not None else None)
+            yield con
+        except BaseException:
+            self.close()  # whatever it was, the next attempt starts on a new connection
+            raise
+        if not self._keep:
+            self.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        with ExitStack() as stack:
+            warehouse = self._warehouse
+            spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="ei-assets-load-")) \
+                if warehouse.ducklake else None
+            con = stack.enter_context(warehouse.connect())
+            con.execute("SET preserve_insertion_order = false")
+            if spill is not None:  # an in-memory DuckDB would spill to ./.tmp
+                con.execute("SET temp_directory = ?", [spill])
+            warehouse.ensure_schema(con)
+            self._open, self._con = stack.pop_all(), con
+        return con
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+        self._open = self._con = None
+
+
 class Reader:
     """Read-only queries on an open connection (`Warehouse.reader()`)."""
 
@@ -718,11 +784,13 @@ def _size(source: pafs.FileInfo | pa.Table) -> int:
 
 def _insert_sql(table: str, rows: str) -> str:
     """INSERT of `rows` (a read_parquet call or ROWS_VIEW) into a registry table, by name; the
-    classification report gets its class names on the way."""
+    classification report gets its class names on the way, a snapshot its first fetch times."""
     if table not in TABLES:  # the name goes into SQL text: only registry names may
         raise ValueError(f"unknown table {table!r}")
     if table == "classification_report":
         return CLASSIFICATION_REPORT_SQL.replace("{rows}", rows)
+    if table == "snapshots":
+        return SNAPSHOTS_SQL.replace("{rows}", rows)
     return f'INSERT INTO "{table}" BY NAME SELECT * FROM {rows}'
 
 
