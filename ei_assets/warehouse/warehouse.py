@@ -356,7 +356,8 @@ class Warehouse:
         Loads by other processes at the same moment: the embedded file lets one write at a time;
         in a DuckLake every load transaction first updates the one-row `_load_lock`, so of two
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
-        return self._retrying(self._load_all)
+        with _LoadConnection(self, keep=False) as connection:
+            return self._retrying(self._load_all, None, connection)
 
     @contextmanager
     def loader(self) -> Iterator[Callable[[LoadSnapshots, int | None], LoadResult]]:
@@ -365,11 +366,8 @@ class Warehouse:
         catalog, which costs more than loading a group), until the end or a load that fails.
         The embedded file's connection is opened for each: between loads, other processes may
         read it."""
-        kept = _LoadConnection(self, keep=self.ducklake is not None)
-        try:
+        with _LoadConnection(self, keep=self.ducklake is not None) as kept:
             yield lambda snapshots, threads: self._load_tables(snapshots, threads, kept)
-        finally:
-            kept.close()
 
     def load_tables(self, snapshots: LoadSnapshots, threads: int | None = None) -> LoadResult:
         """Load these snapshots, each committed in the lake, from their rows in memory (exactly
@@ -402,18 +400,11 @@ class Warehouse:
         return files
 
     def _retrying(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
-                  threads: int | None = None, connection: _LoadConnection | None = None
-                  ) -> LoadResult:
+                  threads: int | None, connection: _LoadConnection) -> LoadResult:
         """Run a load step on a load connection until it completes: without the memory cap once a
         group does not fit in it, and again after a concurrent DuckLake load committed first."""
         with self._load_turn():
-            if connection is not None:
-                return self._attempts(step, threads, connection)
-            one = _LoadConnection(self, keep=False)
-            try:
-                return self._attempts(step, threads, one)
-            finally:
-                one.close()
+            return self._attempts(step, threads, connection)
 
     @contextmanager
     def _load_turn(self) -> Iterator[None]:
@@ -683,10 +674,14 @@ class _LoadConnection:
         default: every core)."""
         con = self._con or self._connect()
         try:
-            con.execute("SET memory_limit = ?" if capped else "RESET memory_limit",
-                        [self._warehouse._load_memory] if capped else None)
-            con.execute("SET threads = ?" if threads is not None else "RESET threads",
-                        [threads] if threads is not None else None)
+            if capped:
+                con.execute("SET memory_limit = ?", [self._warehouse._load_memory])
+            else:
+                con.execute("RESET memory_limit")
+            if threads is not None:
+                con.execute("SET threads = ?", [threads])
+            else:
+                con.execute("RESET threads")
             yield con
         except BaseException:
             self.close()  # whatever it was, the next attempt starts on a new connection
@@ -711,6 +706,12 @@ class _LoadConnection:
         if self._open is not None:
             self._open.close()
         self._open = self._con = None
+
+    def __enter__(self) -> _LoadConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Reader:
