@@ -80,9 +80,17 @@ LOAD_MEMORY = {"duckdb": "96MB", "ducklake": "256MB"}
 # the object store, and a fan-out's loads are bound by those writes; docs/scale.md).
 DUCKLAKE_OPTIONS_SQL = f"CALL {ducklake.CATALOG}.set_option('parquet_compression', 'zstd')"
 REDERIVE_GROUP = 32  # snapshots per statement when the per-snapshot tables are filled anew
-DERIVED_SQL = named_sql("sql/derived.sql")  # one INSERT per per-snapshot table, for the keys given
+# one INSERT per per-snapshot table, for the keys given, reading the tables named in braces
+DERIVED_SQL = named_sql("sql/derived.sql")
 if set(DERIVED_SQL) != set(PER_SNAPSHOT_TABLES):
     raise AssertionError(f"sql/derived.sql must fill exactly {sorted(PER_SNAPSHOT_TABLES)}")
+# What a load derives from a group (the per-snapshot tables, a report's class names) is read from
+# the group's rows when they were handed over in memory: read from the warehouse's tables, a
+# DuckLake fetches back from the object store every file of a table that its statistics do not
+# rule out, and there are more with every load. Read from lake files, they are read from the
+# warehouse's tables (the embedded file's own storage; and old lake files may lack a column).
+DERIVED_FROM = ("predictions", "thresholds")  # the tables derived.sql reads, as {name}
+CLASS_NAMES_FROM = "snapshots"  # the classification report's class names
 
 LEARN_BLOCKS_SQL = """
 INSERT INTO learn_blocks BY NAME
@@ -135,7 +143,7 @@ CLASSIFICATION_REPORT_SQL = f"""
 INSERT INTO classification_report BY NAME
 SELECT r.*, {CLASS_NAME_SQL} AS class_name
 FROM {{rows}} r
-LEFT JOIN snapshots s
+LEFT JOIN {{snapshots}} s
   ON s.project_id = r.project_id AND s.learn_id = r.learn_id AND s.snapshot_id = r.snapshot_id
 """
 # Columns added since a warehouse may have been made: its rows get them once, when each is added.
@@ -356,8 +364,14 @@ class Warehouse:
         Loads by other processes at the same moment: the embedded file lets one write at a time;
         in a DuckLake every load transaction first updates the one-row `_load_lock`, so of two
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
+        # listed before the load's turn: a snapshot committed after the listing is loaded by
+        # whoever loads next, as it would be had it come a moment later
+        listing = _Listing(
+            lake={table: self.lake.file_infos(table) for table in SNAPSHOT_TABLES},
+            logs={table: [self._uri(path) for path in self.raw.log_files(table)] for table in LOG_TABLES})
         with _LoadConnection(self, keep=False) as connection:
-            return self._retrying(self._load_all, None, connection)
+            return self._retrying(lambda con, report: self._load_all(con, report, listing), None,
+                                  connection)
 
     @contextmanager
     def loader(self) -> Iterator[Callable[[LoadSnapshots, int | None], LoadResult]]:
@@ -402,7 +416,10 @@ class Warehouse:
     def _retrying(self, step: Callable[[duckdb.DuckDBPyConnection, LoadResult], None],
                   threads: int | None, connection: _LoadConnection) -> LoadResult:
         """Run a load step on a load connection until it completes: without the memory cap once a
-        group does not fit in it, and again after a concurrent DuckLake load committed first."""
+        group does not fit in it, and again after a concurrent DuckLake load committed first. The
+        connection is opened before the load's turn is taken: opening it is slow (a DuckLake's
+        extensions and catalog), and others' loads need not wait for it."""
+        connection.open()
         with self._load_turn():
             return self._attempts(step, threads, connection)
 
@@ -458,19 +475,19 @@ class Warehouse:
                 log.info("warehouse: another load committed first; loading again")
                 time.sleep(random.uniform(0.05, 0.5) * (fruitless + 1))
 
-    def _load_all(self, con: duckdb.DuckDBPyConnection, report: LoadResult) -> None:
-        """Every new snapshot of the lake, then the run logs."""
+    def _load_all(self, con: duckdb.DuckDBPyConnection, report: LoadResult, listing: _Listing
+                  ) -> None:
+        """Every new snapshot of the lake, then the run logs: of the files listed."""
         loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
         # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
         # means the snapshot is committed in the lake), with its size from the listing
         files: Sources = {
-            table: {key: info for info in self.lake.file_infos(table)
-                    if (key := _key_of(info.path)) not in loaded}
+            table: {key: info for info in listing.lake[table] if (key := _key_of(info.path)) not in loaded}
             for table in SNAPSHOT_TABLES}
         self._load_sources(con, report, files)
         done = LoadResult()
         with self._transaction(con):
-            self._load_logs(con, done, report.failed)
+            self._load_logs(con, done, listing.logs, report.failed)
         report.add(done)
 
     def _load_sources(self, con: duckdb.DuckDBPyConnection, report: LoadResult,
@@ -498,8 +515,10 @@ class Warehouse:
 
     @staticmethod
     def _batches(keys: list[Key], files: Sources) -> Iterator[list[Key]]:
-        """Snapshots in groups of about BATCH_BYTES of lake files (or rows in memory): a load
-        holds one group's rows in memory until it commits, whatever the number of new snapshots."""
+        """Snapshots in groups of about BATCH_BYTES of lake files: a load holds one group's rows
+        in memory until it commits, whatever the number of new snapshots. Rows handed over in
+        memory are there already (their caller bounds them: BackgroundLoad's groups) and go in
+        one transaction: each has a fixed cost."""
         batch: list[Key] = []
         size = 0
         for key in keys:
@@ -556,28 +575,41 @@ class Warehouse:
         new = [key for key in batch if key not in there]
         if not new:
             return
-        for table in SNAPSHOT_TABLES:
-            found = [files[table][key] for key in new if key in files[table]]
-            paths = sorted(self._uri(f.path) for f in found if isinstance(f, pafs.FileInfo))
-            rows = [f for f in found if isinstance(f, pa.Table)]
-            added = self._insert(con, table, paths)
-            if rows:
-                added += self._insert_rows(con, table, pa.concat_tables(rows))
-            report.rows[table] = report.rows.get(table, 0) + added
-        self._derive(con, new)
+        # rows handed over in memory are what the load derives from (the per-snapshot tables,
+        # the class names): from the warehouse's tables, a DuckLake fetches files back
+        given = all(isinstance(files[COMMIT_TABLE].get(key), pa.Table) for key in new)
+        sources = {table: f"_ei_group_{table}" for table in (CLASS_NAMES_FROM, *DERIVED_FROM)} \
+            if given else {}
+        for table, name in sources.items():
+            given_rows = [s for key in new if isinstance(s := files[table].get(key), pa.Table)]
+            con.register(name, pa.concat_tables([TABLES[table].empty(), *given_rows]))
+        try:
+            class_names = sources.get(CLASS_NAMES_FROM, f'"{CLASS_NAMES_FROM}"')
+            for table in SNAPSHOT_TABLES:
+                found = [files[table][key] for key in new if key in files[table]]
+                paths = sorted(self._uri(f.path) for f in found if isinstance(f, pafs.FileInfo))
+                rows = [f for f in found if isinstance(f, pa.Table)]
+                added = _copy(con, _insert_sql(table, ROWS, class_names), paths, rows)
+                report.rows[table] = report.rows.get(table, 0) + added
+            self._derive(con, new, sources)
+        finally:
+            for name in sources.values():
+                con.unregister(name)
         report.new_snapshots += len(new)
 
-    def _load_logs(self, con: duckdb.DuckDBPyConnection, report: LoadResult,
-                   refused: Sequence[LoadFailure] = ()) -> None:
-        """Run log files not loaded before, learn_blocks from the discoveries, fetch times; the
-        fetches of snapshots refused by this load get the reason as their error."""
+    @staticmethod
+    def _load_logs(con: duckdb.DuckDBPyConnection, report: LoadResult,
+                   listed: Mapping[str, Sequence[str]], refused: Sequence[LoadFailure] = ()) -> None:
+        """Run log files (of those `listed`, by table) not loaded before, learn_blocks from the
+        discoveries, fetch times; the fetches of snapshots refused by this load get the reason
+        as their error."""
         done_files = {row[0] for row in con.execute(f"SELECT path FROM {LOADED_FILES}").fetchall()}
-        log_files = {t: sorted(u for u in map(self._uri, self.raw.log_files(t)) if u not in done_files)
-                     for t in LOG_TABLES}
+        log_files = {t: sorted(u for u in listed[t] if u not in done_files) for t in LOG_TABLES}
         for table, paths in log_files.items():
             if not paths:
                 continue
-            report.rows[table] = self._insert(con, table, paths, union_by_name=True)
+            # by name: files written before a column was added lack it (NULL, filled by BACKFILLS)
+            report.rows[table] = _copy(con, _insert_sql(table, ROWS), paths, union_by_name=True)
             con.execute(f"INSERT INTO {LOADED_FILES} (path) SELECT unnest(?)", [paths])
             report.log_files += len(paths)
         if log_files["discoveries"]:
@@ -590,35 +622,19 @@ class Warehouse:
                         [failure.describe(), failure.project_id, failure.learn_id, failure.snapshot_id])
 
     @staticmethod
-    def _derive(con: duckdb.DuckDBPyConnection, keys: list[Key]) -> None:
-        """Fill the per-snapshot tables for these loaded snapshots (a load's group: a join over
-        predictions holds that group's rows, whatever the load's size)."""
+    def _derive(con: duckdb.DuckDBPyConnection, keys: list[Key],
+                sources: Mapping[str, str] | None = None) -> None:
+        """Fill the per-snapshot tables for these snapshots, from the rows named in `sources` (a
+        group's, in memory) or else the warehouse's tables (a join over predictions holds a
+        group's rows, whatever the load's size)."""
         if keys:
             for sql in DERIVED_SQL.values():
+                for table in DERIVED_FROM:
+                    sql = sql.replace(f"{{{table}}}", (sources or {}).get(table, f'"{table}"'))
                 con.execute(sql, _columns(keys))
 
     def _uri(self, path: str) -> str:
         return uri(self.lake.filesystem, path)
-
-    def _insert(self, con: duckdb.DuckDBPyConnection, table: str, files: list[str],
-                union_by_name: bool = False) -> int:
-        """Rows of `files` into `table`. Run logs are read by name: files written before a column
-        was added lack it (NULL there, filled by BACKFILLS)."""
-        if not files:
-            return 0
-        options = "hive_partitioning = false" + (", union_by_name = true" if union_by_name else "")
-        inserted = con.execute(_insert_sql(table, f"read_parquet(?, {options})"), [files]).fetchone()
-        return int(inserted[0]) if inserted else 0  # DuckDB answers with the rows inserted
-
-    @staticmethod
-    def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:
-        """Rows in memory (of the table's registry schema) into `table`."""
-        con.register(ROWS_VIEW, rows)
-        try:
-            inserted = con.execute(_insert_sql(table, ROWS_VIEW)).fetchone()
-        finally:
-            con.unregister(ROWS_VIEW)
-        return int(inserted[0]) if inserted else 0
 
     def reset(self) -> None:
         """Drop every table and view (for rebuilds); the next load starts from nothing."""
@@ -659,21 +675,32 @@ class Warehouse:
 
 
 class _LoadConnection:
-    """The writing connection of a load, set up for loads with the schema in place; with `keep`,
-    left open for the next load (`Warehouse.loader`) unless a load failed on it."""
+    """The writing connection of a load, set up for loads, the schema put in place at its first
+    use; with `keep`, left open for the next load (`Warehouse.loader`) unless a load failed on it."""
 
     def __init__(self, warehouse: Warehouse, keep: bool) -> None:
         self._warehouse = warehouse
         self._keep = keep
         self._open: ExitStack | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._schema_ready = False
+
+    def open(self) -> None:
+        """Connect, if not connected yet (the schema waits for `use`: it is the load's work)."""
+        if self._con is None:
+            self._con = self._connect()
 
     @contextmanager
     def use(self, capped: bool, threads: int | None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The connection, its memory capped to LOAD_MEMORY or not, on `threads` (DuckDB's
-        default: every core)."""
-        con = self._con or self._connect()
+        """The connection with the schema in place, its memory capped to LOAD_MEMORY or not, on
+        `threads` (DuckDB's default: every core)."""
+        self.open()
+        con = self._con
+        assert con is not None  # opened just now
         try:
+            if not self._schema_ready:
+                self._warehouse.ensure_schema(con)
+                self._schema_ready = True
             if capped:
                 con.execute("SET memory_limit = ?", [self._warehouse._load_memory])
             else:
@@ -698,14 +725,14 @@ class _LoadConnection:
             con.execute("SET preserve_insertion_order = false")
             if spill is not None:  # an in-memory DuckDB would spill to ./.tmp
                 con.execute("SET temp_directory = ?", [spill])
-            warehouse.ensure_schema(con)
-            self._open, self._con = stack.pop_all(), con
+            self._open = stack.pop_all()
         return con
 
     def close(self) -> None:
         if self._open is not None:
             self._open.close()
         self._open = self._con = None
+        self._schema_ready = False
 
     def __enter__(self) -> _LoadConnection:
         return self
@@ -774,24 +801,58 @@ def comments_sql(relation: Relation, columns: bool = True) -> str:
     return ";\n".join(statements)
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """What `load` found to load: the lake's files by table, the run logs' URIs by table."""
+
+    lake: Mapping[str, Sequence[pafs.FileInfo]]
+    logs: Mapping[str, Sequence[str]]
+
+
 # per lake table, each new snapshot's rows: its lake file, or the same rows in memory
 Sources = dict[str, dict[Key, pafs.FileInfo | pa.Table]]
 ROWS_VIEW = "_ei_rows"  # the name rows in memory are read under, for one statement
+ROWS = "{rows}"  # where an INSERT statement of _copy reads its rows
 
 
 def _size(source: pafs.FileInfo | pa.Table) -> int:
-    return source.nbytes if isinstance(source, pa.Table) else source.size or 0
+    """What a source weighs against BATCH_BYTES: a lake file its size, rows in memory nothing."""
+    return 0 if isinstance(source, pa.Table) else source.size or 0
 
 
-def _insert_sql(table: str, rows: str) -> str:
-    """INSERT of `rows` (a read_parquet call or ROWS_VIEW) into a registry table, by name; the
-    classification report gets its class names on the way, a snapshot its first fetch times."""
+def _copy(con: duckdb.DuckDBPyConnection, insert: str, paths: Sequence[str],
+          rows: Sequence[pa.Table] = (), union_by_name: bool = False) -> int:
+    """Rows of lake files and rows in memory through `insert` (an INSERT statement that reads
+    {ROWS}); the rows inserted."""
+    added = 0
+    if paths:
+        options = "hive_partitioning = false" + (", union_by_name = true" if union_by_name else "")
+        added += _inserted(con.execute(insert.replace(ROWS, f"read_parquet(?, {options})"),
+                                       [list(paths)]))
+    if rows:
+        con.register(ROWS_VIEW, pa.concat_tables(rows))
+        try:
+            added += _inserted(con.execute(insert.replace(ROWS, ROWS_VIEW)))
+        finally:
+            con.unregister(ROWS_VIEW)
+    return added
+
+
+def _inserted(result: duckdb.DuckDBPyConnection) -> int:
+    found = result.fetchone()  # DuckDB answers an INSERT with the rows inserted
+    return int(found[0]) if found else 0
+
+
+def _insert_sql(table: str, rows: str, class_names: str = '"snapshots"') -> str:
+    """INSERT of `rows` (a read_parquet call, ROWS_VIEW, or ROWS) into a registry table, by
+    name; the classification report gets its class names on the way (from the snapshots in
+    `class_names`), a snapshot its first fetch times."""
     if table not in TABLES:  # the name goes into SQL text: only registry names may
         raise ValueError(f"unknown table {table!r}")
     if table == "classification_report":
-        return CLASSIFICATION_REPORT_SQL.replace("{rows}", rows)
+        return CLASSIFICATION_REPORT_SQL.replace("{snapshots}", class_names).replace(ROWS, rows)
     if table == "snapshots":
-        return SNAPSHOTS_SQL.replace("{rows}", rows)
+        return SNAPSHOTS_SQL.replace(ROWS, rows)
     return f'INSERT INTO "{table}" BY NAME SELECT * FROM {rows}'
 
 

@@ -3,13 +3,15 @@
 -- ids of a group being loaded, side by side), every snapshot's from its own rows alone; the
 -- warehouse runs them inside the load's transaction. A snapshot belongs to one learn block: two
 -- blocks with identical responses share a snapshot id, so every match is on all three keys.
+-- {predictions} and {thresholds} name where the rows are read: the group's own rows when a load
+-- was handed them in memory, else the warehouse's tables.
 
 -- name: prediction_agreement
 INSERT INTO prediction_agreement BY NAME
 WITH keys AS (
     SELECT unnest($1::BIGINT[]) AS project_id, unnest($2::BIGINT[]) AS learn_id,
            unnest($3::VARCHAR[]) AS snapshot_id
-), batch AS (SELECT * FROM predictions SEMI JOIN keys USING (project_id, learn_id, snapshot_id))
+), batch AS (SELECT * FROM {predictions} SEMI JOIN keys USING (project_id, learn_id, snapshot_id))
 SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type,
        avg(CASE WHEN p.prediction IS NOT DISTINCT FROM b.prediction THEN 1.0 ELSE 0.0 END)
            AS prediction_agreement
@@ -26,7 +28,7 @@ INSERT INTO prediction_disagreement_rows BY NAME
 WITH keys AS (
     SELECT unnest($1::BIGINT[]) AS project_id, unnest($2::BIGINT[]) AS learn_id,
            unnest($3::VARCHAR[]) AS snapshot_id
-), batch AS (SELECT * FROM predictions SEMI JOIN keys USING (project_id, learn_id, snapshot_id))
+), batch AS (SELECT * FROM {predictions} SEMI JOIN keys USING (project_id, learn_id, snapshot_id))
 SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type, p.sample_id, p.start_ms, p.end_ms,
        p.label, p.prediction, b.prediction AS baseline_prediction,
        p.prediction_correct, b.prediction_correct AS baseline_prediction_correct
@@ -51,8 +53,8 @@ SELECT p.project_id, p.learn_id, p.snapshot_id, p.model_type,
        max(p.anomaly_score_max)::DOUBLE AS score_max,
        any_value(t.value_number) AS threshold,
        avg((p.anomaly_score_max > t.value_number)::INTEGER)::DOUBLE AS share_above_threshold
-FROM (SELECT * FROM predictions SEMI JOIN keys USING (project_id, learn_id, snapshot_id)) p
-LEFT JOIN thresholds t
+FROM (SELECT * FROM {predictions} SEMI JOIN keys USING (project_id, learn_id, snapshot_id)) p
+LEFT JOIN {thresholds} t
   ON t.project_id = p.project_id AND t.learn_id = p.learn_id AND t.snapshot_id = p.snapshot_id
  AND t.key = 'min_anomaly_score'
 WHERE p.anomaly_score_max IS NOT NULL
