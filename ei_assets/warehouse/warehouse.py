@@ -15,7 +15,9 @@ its raw archive folder marked, so no refresh stores those bytes again (`RawArchi
 Errors that are not the data's (I/O, memory, a conflicting writer) fail the load as before.
 Run logs (fetch_log, discoveries) are loaded file by file, each file once. For each new snapshot
 the per-snapshot tables (prediction agreement and disagreements, anomaly score statistics) are
-filled from its rows in the same transaction, so the views over them never join the predictions.
+filled from its rows in the same transaction, so the views over them never join the predictions:
+from the rows the load was handed in memory, if it was, so that a DuckLake load never fetches
+back what earlier loads wrote.
 
 DuckDB allows one writing process per file. A second writer waits up to `lock_timeout` seconds
 for the lock, then fails with WarehouseBusyError. Readers connect read-only.
