@@ -586,12 +586,15 @@ class Warehouse:
             given_rows = [s for key in new if isinstance(s := files[table].get(key), pa.Table)]
             con.register(name, pa.concat_tables([TABLES[table].empty(), *given_rows]))
         try:
-            class_names = sources.get(CLASS_NAMES_FROM, f'"{CLASS_NAMES_FROM}"')
+            class_names = sources.get(CLASS_NAMES_FROM)
             for table in SNAPSHOT_TABLES:
-                found = [files[table][key] for key in new if key in files[table]]
-                paths = sorted(self._uri(f.path) for f in found if isinstance(f, pafs.FileInfo))
-                rows = [f for f in found if isinstance(f, pa.Table)]
-                added = _copy(con, _insert_sql(table, ROWS, class_names), paths, rows)
+                if table in sources:  # the group's rows, registered above
+                    added = _inserted(con.execute(_insert_sql(table, sources[table], class_names)))
+                else:
+                    found = [files[table][key] for key in new if key in files[table]]
+                    paths = sorted(self._uri(f.path) for f in found if isinstance(f, pafs.FileInfo))
+                    rows = [f for f in found if isinstance(f, pa.Table)]
+                    added = _copy(con, _insert_sql(table, ROWS, class_names), paths, rows)
                 report.rows[table] = report.rows.get(table, 0) + added
             self._derive(con, new, sources)
         finally:
@@ -687,18 +690,18 @@ class _LoadConnection:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._schema_ready = False
 
-    def open(self) -> None:
-        """Connect, if not connected yet (the schema waits for `use`: it is the load's work)."""
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """The connection, opened if it is not yet (the schema waits for `use`: it is the
+        load's work)."""
         if self._con is None:
             self._con = self._connect()
+        return self._con
 
     @contextmanager
     def use(self, capped: bool, threads: int | None) -> Iterator[duckdb.DuckDBPyConnection]:
         """The connection with the schema in place, its memory capped to LOAD_MEMORY or not, on
         `threads` (DuckDB's default: every core)."""
-        self.open()
-        con = self._con
-        assert con is not None  # opened just now
+        con = self.open()
         try:
             if not self._schema_ready:
                 self._warehouse.ensure_schema(con)
@@ -845,14 +848,15 @@ def _inserted(result: duckdb.DuckDBPyConnection) -> int:
     return int(found[0]) if found else 0
 
 
-def _insert_sql(table: str, rows: str, class_names: str = '"snapshots"') -> str:
-    """INSERT of `rows` (a read_parquet call, ROWS_VIEW, or ROWS) into a registry table, by
-    name; the classification report gets its class names on the way (from the snapshots in
-    `class_names`), a snapshot its first fetch times."""
+def _insert_sql(table: str, rows: str, class_names: str | None = None) -> str:
+    """INSERT of `rows` (a read_parquet call, a registered name, or ROWS) into a registry table,
+    by name; the classification report gets its class names on the way (from the snapshots in
+    `class_names`, by default the warehouse's), a snapshot its first fetch times."""
     if table not in TABLES:  # the name goes into SQL text: only registry names may
         raise ValueError(f"unknown table {table!r}")
     if table == "classification_report":
-        return CLASSIFICATION_REPORT_SQL.replace("{snapshots}", class_names).replace(ROWS, rows)
+        snapshots = class_names or f'"{CLASS_NAMES_FROM}"'
+        return CLASSIFICATION_REPORT_SQL.replace("{snapshots}", snapshots).replace(ROWS, rows)
     if table == "snapshots":
         return SNAPSHOTS_SQL.replace(ROWS, rows)
     return f'INSERT INTO "{table}" BY NAME SELECT * FROM {rows}'
