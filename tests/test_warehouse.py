@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 
 from ei_assets.pipeline.data_dir import DataDir
 from ei_assets.pipeline.rebuild import rebuild
 from ei_assets.pipeline.refresh import BlockResult, discoveries_table, fetch_log_table
-from ei_assets.schema import PER_SNAPSHOT_TABLES, WAREHOUSE_TABLES
+from ei_assets.schema import PER_SNAPSHOT_TABLES, SNAPSHOT_TABLES, WAREHOUSE_TABLES
+from ei_assets.storage.lake import Lake
 from ei_assets.studio import LearnBlock
 from ei_assets.warehouse import (
     ReadOnlyQueryError,
@@ -189,6 +191,29 @@ def test_incremental_loads_add_only_what_is_new(data: DataDir) -> None:
     assert data.warehouse.load().new_snapshots == 1
     assert q(data, "SELECT count(*) AS n FROM snapshots") == [{"n": 2}]
     assert data.warehouse.load().rows == {}
+
+
+def test_a_load_with_nothing_new_lists_only_the_snapshots_files(
+        data: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warehouse step after a refresh that loaded what it stored finds nothing new: on object
+    storage every listing is a request, so only the snapshots' own files are listed for it."""
+    listed: list[str] = []
+    real = Lake.file_infos
+
+    def file_infos(lake: Lake, table: str) -> list[pafs.FileInfo]:
+        listed.append(table)
+        return real(lake, table)
+
+    monkeypatch.setattr(Lake, "file_infos", file_infos)
+    ingest(data, FIRST, T0)
+    report = data.warehouse.load()
+    assert report.new_snapshots == 1 and report.rows["predictions"] == 8
+    assert sorted(listed) == sorted(SNAPSHOT_TABLES)  # a new snapshot: its files in every table
+    listed.clear()
+    ingest(data, FIRST, T0 + timedelta(hours=1))  # fetched again, unchanged
+    report = data.warehouse.load()
+    assert report.new_snapshots == 0 and report.rows == {"fetch_log": 1, "discoveries": 1}
+    assert listed == ["snapshots"]
 
 
 def test_a_block_gone_from_the_impulse_is_no_longer_present(data: DataDir) -> None:

@@ -30,7 +30,10 @@ from ei_assets.studio.blocks import Body
 
 CHUNK_BYTES = 2 << 20  # predictions joined for one parse: bounds the extra copy
 T = TypeVar("T")
-BLOCK_BYTES = 1 << 19  # pyarrow parses blocks of this size, in parallel: bounds its buffers
+BLOCK_BYTES = 1 << 19  # pyarrow parses blocks of this size: bounds its buffers
+# One thread per parse: a refresh stores a block per core already, and pyarrow's own threads
+# on top of that cost more CPU than they save wall time.
+PARSE_THREADS = False
 ENGINES = ("tflite", "eon", "eon_ram_optimized")  # the API's field names, and `engine` values
 
 
@@ -444,7 +447,7 @@ def _parse_predictions(
     try:
         reader = pajson.open_json(
             pa.BufferReader(ndjson),  # type: ignore[arg-type]  # stubs omit pyarrow's own NativeFile
-            read_options=pajson.ReadOptions(use_threads=True, block_size=BLOCK_BYTES),
+            read_options=pajson.ReadOptions(use_threads=PARSE_THREADS, block_size=BLOCK_BYTES),
             parse_options=pajson.ParseOptions(
                 explicit_schema=PREDICTION_PARSE_SCHEMA,
                 unexpected_field_behavior="ignore",

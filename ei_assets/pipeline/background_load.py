@@ -91,7 +91,9 @@ class BackgroundLoad:
             keep = tables is not None and self._queued_bytes + size <= GROUP_BYTES
             self._queued.append((key, tables if keep else None))
             self._queued_bytes += size if keep else 0
-            if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS:
+            # a group is ready, or the first snapshot is (the loader connects then: see _run)
+            if self._queued_bytes >= GROUP_BYTES or len(self._queued) >= GROUP_SNAPSHOTS \
+                    or len(self._queued) == 1:
                 self._ready.notify()
 
     def close(self) -> LoadResult:
@@ -103,7 +105,18 @@ class BackgroundLoad:
         return self.result
 
     def _run(self) -> None:
+        with self._ready:  # nothing new (an unchanged refresh): no connection at all
+            self._ready.wait_for(lambda: self._closing or bool(self._queued))
+            if not self._queued:
+                return
         with self.warehouse.loader() as load:  # one DuckLake connection for every group
+            try:
+                # an empty load first: the connection and the schema (all of it, on a new
+                # warehouse) are put in place while the next blocks download, not after
+                load([], 1)
+            except Exception as exc:
+                self._stop(exc)
+                return
             self._load_groups(load)
 
     def _load_groups(self, load: Callable[[LoadSnapshots, int | None], LoadResult]) -> None:

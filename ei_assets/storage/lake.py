@@ -27,6 +27,16 @@ if TYPE_CHECKING:
 LAKE_DIR = "lake"  # the lake's folder under the data dir
 
 
+def parquet_writer(stream: pa.NativeFile, table: str) -> pq.ParquetWriter:
+    """A lake file's writer: zstd, dictionary-encoded text columns. Numbers are written plain:
+    scores and times rarely repeat, and trying a dictionary on them first (pyarrow's default)
+    costs a large part of the write and, once it falls back, larger files (docs/performance.md)."""
+    schema = TABLES[table].arrow_schema
+    text = [field.name for field in schema if pa.types.is_string(field.type)]
+    return pq.ParquetWriter(stream, schema, compression="zstd",
+                            use_dictionary=text)  # type: ignore[arg-type]  # stubs: bool only; pyarrow takes column names
+
+
 class Lake:
     """The Parquet lake of one data dir: a snapshot's tables written all or none, read back."""
 
@@ -64,16 +74,15 @@ class Lake:
                     continue
                 if table not in writers:
                     stream = stack.enter_context(atomic_output(self.filesystem, self._file(table, snapshot)))
-                    writers[table] = stack.enter_context(
-                        pq.ParquetWriter(stream, TABLES[table].arrow_schema, compression="zstd")
-                    )
+                    writers[table] = stack.enter_context(parquet_writer(stream, table))
                 writers[table].write_table(rows)
                 counts[table] = counts.get(table, 0) + rows.num_rows
             if commit is None:
                 raise ValueError(f"flattening snapshot {snapshot.snapshot_id} produced no snapshot row")
         # every table file is renamed into place by now; the snapshot row goes last
-        with atomic_output(self.filesystem, self._file(COMMIT_TABLE, snapshot)) as stream:
-            pq.write_table(commit, stream, compression="zstd")
+        with atomic_output(self.filesystem, self._file(COMMIT_TABLE, snapshot)) as stream, \
+                parquet_writer(stream, COMMIT_TABLE) as writer:
+            writer.write_table(commit)
         counts[COMMIT_TABLE] = commit.num_rows
         return counts
 

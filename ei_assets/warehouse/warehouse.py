@@ -367,9 +367,12 @@ class Warehouse:
         in a DuckLake every load transaction first updates the one-row `_load_lock`, so of two
         concurrent ones one fails to commit, and the load goes on from what the other loaded."""
         # listed before the load's turn: a snapshot committed after the listing is loaded by
-        # whoever loads next, as it would be had it come a moment later
+        # whoever loads next, as it would be had it come a moment later. Only the snapshots'
+        # commit files: the other tables are listed once a new snapshot is found, and after a
+        # refresh that loaded what it stored there is none (on object storage, a listing is a
+        # request per table and per thousand files).
         listing = _Listing(
-            lake={table: self.lake.file_infos(table) for table in SNAPSHOT_TABLES},
+            committed=self.lake.file_infos(COMMIT_TABLE),
             logs={table: [self._uri(path) for path in self.raw.log_files(table)] for table in LOG_TABLES})
         with _LoadConnection(self, keep=False) as connection:
             return self._retrying(lambda con, report: self._load_all(con, report, listing), None,
@@ -481,11 +484,15 @@ class Warehouse:
                   ) -> None:
         """Every new snapshot of the lake, then the run logs: of the files listed."""
         loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
-        # every new file of every table, by snapshot (its presence in COMMIT_TABLE's files
-        # means the snapshot is committed in the lake), with its size from the listing
-        files: Sources = {
-            table: {key: info for info in listing.lake[table] if (key := _key_of(info.path)) not in loaded}
-            for table in SNAPSHOT_TABLES}
+        # a snapshot is committed in the lake when its COMMIT_TABLE file is there; its files in
+        # the other tables were all written before that one, so a listing now finds them
+        new = {key: info for info in listing.committed if (key := _key_of(info.path)) not in loaded}
+        files: Sources = {table: {} for table in SNAPSHOT_TABLES}
+        files[COMMIT_TABLE] = dict(new)
+        for table in SNAPSHOT_TABLES if new else ():
+            if table != COMMIT_TABLE:
+                files[table] = {key: info for info in self.lake.file_infos(table)
+                                if (key := _key_of(info.path)) in new}
         self._load_sources(con, report, files)
         done = LoadResult()
         with self._transaction(con):
@@ -808,9 +815,10 @@ def comments_sql(relation: Relation, columns: bool = True) -> str:
 
 @dataclass(frozen=True)
 class _Listing:
-    """What `load` found to load: the lake's files by table, the run logs' URIs by table."""
+    """What `load` found before its turn: the lake's snapshots (their COMMIT_TABLE files), the
+    run logs' URIs by table."""
 
-    lake: Mapping[str, Sequence[pafs.FileInfo]]
+    committed: Sequence[pafs.FileInfo]
     logs: Mapping[str, Sequence[str]]
 
 
