@@ -486,13 +486,11 @@ class Warehouse:
         loaded = set(_keys(con, "SELECT project_id, learn_id, snapshot_id FROM snapshots"))
         # a snapshot is committed in the lake when its COMMIT_TABLE file is there; its files in
         # the other tables were all written before that one, so a listing now finds them
-        new = {key: info for info in listing.committed if (key := _key_of(info.path)) not in loaded}
+        new = {key for info in listing.committed if (key := _key_of(info.path)) not in loaded}
         files: Sources = {table: {} for table in SNAPSHOT_TABLES}
-        files[COMMIT_TABLE] = dict(new)
         for table in SNAPSHOT_TABLES if new else ():
-            if table != COMMIT_TABLE:
-                files[table] = {key: info for info in self.lake.file_infos(table)
-                                if (key := _key_of(info.path)) in new}
+            infos = listing.committed if table == COMMIT_TABLE else self.lake.file_infos(table)
+            files[table] = {key: info for info in infos if (key := _key_of(info.path)) in new}
         self._load_sources(con, report, files)
         done = LoadResult()
         with self._transaction(con):
