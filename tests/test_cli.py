@@ -50,6 +50,8 @@ def test_refresh_with_a_failing_block_exits_1_and_keeps_the_others(tmp_path: Pat
         result = ei(["refresh"], env, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "7 refreshed, 0 unchanged, 1 failed" in result.stdout
+    # no DAGSTER_HOME: the run's instance knew no block before it, so none is called new
+    assert "discovered 8 learn blocks in 3 projects (0 errors)" in result.stdout, result.stdout
     assert "failed: 100001-4: project 100001, learn block 4, anomaly: gave up after 5 attempts" \
         in result.stdout
     for key in sim.api_keys:
@@ -68,6 +70,8 @@ def test_refresh_then_again_is_idempotent_and_exits_0(tmp_path: Path) -> None:
         second = ei(["refresh", "--block", "100001-3"], env, tmp_path)
     assert first.returncode == 0 and second.returncode == 0, first.stdout + second.stdout
     assert "0 refreshed, 1 unchanged, 0 failed" in second.stdout
+    assert "learn blocks in 3 projects (8 new, 0 gone, 0 errors)" in first.stdout, first.stdout
+    assert "learn blocks in 3 projects (0 new, 0 gone, 0 errors)" in second.stdout, second.stdout
     runs = list((tmp_path / "home").rglob("*.db"))
     assert runs, "runs are recorded in DAGSTER_HOME"
 

@@ -195,6 +195,34 @@ def block(learn_id: int) -> LearnBlock:
     return LearnBlock(7, "Project", 1, "Impulse", learn_id, "keras", "Classifier", "Classification")
 
 
+def test_the_ducklake_writes_zstd_parquet_in_version_2_encodings(
+    servers: tuple[S3, Postgres, Any], tmp_path: Path,
+) -> None:
+    """What a fan-out's loads encode and upload: zstd pages in Parquet's version 2 encodings
+    (delta for integers and text, byte stream split for floats), not version 1's plain pages;
+    and a DuckDB client that only ATTACHes the catalog reads them back."""
+    import duckdb
+
+    _, pg, createdb = servers
+    createdb("encodings")
+    data = DataDir.open(str(tmp_path), warehouse="ducklake:postgres:" + pg.conninfo("encodings"))
+    ingest(data, FIRST, T0)
+    assert data.warehouse.load().new_snapshots == 1
+    files = [str(p) for p in (tmp_path / "warehouse" / "main" / "predictions").glob("*.parquet")]
+    assert files, sorted(str(p) for p in (tmp_path / "warehouse").rglob("*"))
+    chunks = duckdb.sql("SELECT path_in_schema AS col, compression, encodings FROM parquet_metadata(?)",
+                        params=[files]).fetchall()
+    assert {compression for _, compression, _ in chunks} == {"ZSTD"}
+    encodings = {col: set(found.split(", ")) for col, _, found in chunks}
+    v2 = {"DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY", "BYTE_STREAM_SPLIT"}
+    assert encodings["sample_id"] & v2 and encodings["model_type"] & v2, encodings
+    windows = data.warehouse.query(
+        "SELECT sample_id, start_ms, prediction FROM predictions ORDER BY ALL").to_pylist()
+    assert windows == data.store.lake.dataset("predictions").to_table(
+        columns=["sample_id", "start_ms", "prediction"]).sort_by(
+        [("sample_id", "ascending"), ("start_ms", "ascending"), ("prediction", "ascending")]).to_pylist()
+
+
 def test_loaders_at_once_load_every_snapshot_once_however_many_groups_they_race_over(
     servers: tuple[S3, Postgres, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -355,8 +355,11 @@ def _discovery_events(context: dg.AssetExecutionContext, result: RefreshResult,
         raise dg.Failure("no project could be discovered with the configured API keys: "
                          + "; ".join(result.errors))
     add, remove = sync_partitions(context.instance, partitions, found.blocks, set(found.keys_by_project))
+    # new and gone to the instance's partitions: an ephemeral instance (a refresh without
+    # DAGSTER_HOME) starts with none, so there every block would be called new
+    changes = "" if context.instance.is_ephemeral else f"{len(add)} new, {len(remove)} gone, "
     _say(context, f"discovered {len(found.blocks)} learn blocks in {len(found.keys_by_project)} "
-                  f"projects ({len(add)} new, {len(remove)} gone, {len(result.errors)} errors)")
+                  f"projects ({changes}{len(result.errors)} errors)")
     listing = "\n".join(
         f"| {b.key} | {b.project_name} | {b.impulse_name} | {b.block_type} | {b.block_title} |"
         for b in found.blocks
