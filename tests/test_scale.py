@@ -199,8 +199,8 @@ def test_the_ducklake_writes_zstd_parquet_in_version_2_encodings(
     servers: tuple[S3, Postgres, Any], tmp_path: Path,
 ) -> None:
     """What a fan-out's loads encode and upload: zstd pages in Parquet's version 2 encodings
-    (delta for integers and text, byte stream split for floats), not version 1's plain pages;
-    and a DuckDB client that only ATTACHes the catalog reads them back."""
+    (delta for the integers and text checked here), not version 1's plain pages; and the
+    warehouse's reader reads back the rows the lake holds."""
     import duckdb
 
     _, pg, createdb = servers
