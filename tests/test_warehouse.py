@@ -305,6 +305,64 @@ def test_threads_of_one_process_open_the_warehouse_at_the_same_time(data: DataDi
     assert errors == []
 
 
+COUNT_SNAPSHOTS = ("import sys, duckdb; print(duckdb.connect(sys.argv[1], read_only=True)"
+                   ".execute('SELECT count(*) FROM snapshots').fetchone()[0])")
+
+
+def test_a_writer_opened_inside_another_shares_the_file_which_the_last_one_releases(
+    data: DataDir,
+) -> None:
+    """As `rebuild` does: it holds a connection (the lock) while its load opens its own. Both
+    write the same file; once the last closes, another process reads what they wrote."""
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    ingest(data, RETRAINED, T0 + timedelta(days=1))
+    with data.warehouse.connect() as outer:
+        assert data.warehouse.load().new_snapshots == 1
+        assert outer.execute("SELECT count(*) FROM snapshots").fetchone() == (2,)
+    counted = subprocess.run([sys.executable, "-c", COUNT_SNAPSHOTS, data.warehouse.path],
+                             capture_output=True, text=True, check=True, timeout=60)
+    assert counted.stdout.strip() == "2"
+
+
+def test_a_reader_waits_for_a_writer_of_its_own_process(tmp_path: Path) -> None:
+    """DuckDB lets one instance of a process have the file: a reader opened while a writer of
+    the same process holds it waits for the writer to close, then reads what it committed."""
+    data = DataDir.open(str(tmp_path), lock_timeout=60.0)
+    ingest(data, FIRST, T0)
+    data.warehouse.load()
+    opened = threading.Event()
+
+    def write() -> None:
+        with data.warehouse.connect() as con:
+            opened.set()
+            time.sleep(0.3)
+            con.execute("DELETE FROM learn_blocks")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert opened.wait(30)
+    counted = q(data, "SELECT count(*) AS n FROM learn_blocks")
+    writer.join()
+    assert counted == [{"n": 0}]
+
+
+def test_a_load_writes_row_groups_of_the_write_size_as_it_inserts(data: DataDir) -> None:
+    """Rows that fill no row group wait in DuckDB's log and are compressed at the checkpoint, on
+    one core: a load's tables are written in row groups of WRITE_ROW_GROUP_SIZE rows instead of
+    DuckDB's 122,880, and every row is in the file once the load is over."""
+    from ei_assets.warehouse.embedded import WRITE_ROW_GROUP_SIZE
+
+    windows = [docs.window(i, 0, "a", "ab"[i % 2]) for i in range(WRITE_ROW_GROUP_SIZE + 5000)]
+    doc = docs.keras_doc([docs.metrics("float32", windows), docs.metrics("int8", windows)])
+    ingest(data, doc, T0)
+    data.warehouse.load()
+    groups = q(data, "SELECT row_group_id, max(count) AS n FROM pragma_storage_info('predictions') "
+                     "GROUP BY ALL ORDER BY ALL")
+    assert sum(g["n"] for g in groups) == 2 * len(windows)
+    assert max(g["n"] for g in groups) == WRITE_ROW_GROUP_SIZE, groups
+
+
 def dump(data: DataDir) -> dict[str, list[tuple[Any, ...]]]:
     tables = {}
     for table in (*WAREHOUSE_TABLES, "model_type_comparison", "model_type_trend",

@@ -81,9 +81,9 @@ def connect(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
             con.execute(f"LOAD '{_extension_file(package, name)}'")  # our own file paths
         if lake.data_path.startswith("s3://"):
             _s3_secret(con)
-        options = ["READ_ONLY"] if read_only else [f"DATA_PATH '{_literal(lake.data_path)}'",
+        options = ["READ_ONLY"] if read_only else [f"DATA_PATH '{literal(lake.data_path)}'",
                                                    "DATA_INLINING_ROW_LIMIT 0"]
-        con.execute(f"ATTACH 'ducklake:postgres:{_literal(lake.conninfo)}' AS {CATALOG} "
+        con.execute(f"ATTACH 'ducklake:postgres:{literal(lake.conninfo)}' AS {CATALOG} "
                     f"({', '.join(options)})")
         con.execute(f"USE {CATALOG}")
     except BaseException:
@@ -129,6 +129,6 @@ def load_turn(lake: DuckLake, wait: float, on_wait: Callable[[], None]) -> Itera
         con.close()
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """Text inside a single-quoted SQL literal (ATTACH takes no parameters)."""
     return text.replace("'", "''")

@@ -54,7 +54,7 @@ from ei_assets.schema import (
 from ei_assets.storage.files import uri
 from ei_assets.storage.lake import Lake
 from ei_assets.storage.raw_archive import RawArchive
-from ei_assets.warehouse import ducklake
+from ei_assets.warehouse import ducklake, embedded
 from ei_assets.warehouse.ducklake import DuckLake
 from ei_assets.warehouse.queries import named_sql
 
@@ -269,12 +269,14 @@ class Warehouse:
         waited = False
         while True:
             try:
-                connection = duckdb.connect(self.path, read_only=read_only)
-                connection.execute(ducklake.CONNECTION_SETTINGS)
+                with ExitStack() as attempt:
+                    connection = attempt.enter_context(embedded.connection(self.path, read_only))
+                    connection.execute(ducklake.CONNECTION_SETTINGS)
+                    opened = attempt.pop_all()
                 break
             except duckdb.BinderException as exc:
-                # DuckDB 1.4+: a connection of this process to the same file, closing in another
-                # thread at this moment, still holds it in the instance cache; it is gone at once
+                # DuckDB 1.4+: another DuckDB instance of this process has the file (a writer's
+                # while this is a reader, or one closing in another thread at this moment)
                 if "unique file handle conflict" not in str(exc).lower() \
                         or time.monotonic() >= deadline:
                     raise
@@ -294,10 +296,8 @@ class Warehouse:
                         "writing. Wait for it to finish, then run this again."
                     ) from None
                 time.sleep(0.2)
-        try:
+        with opened:
             yield connection
-        finally:
-            connection.close()
 
     # ---- schema -----------------------------------------------------------------------------
 
