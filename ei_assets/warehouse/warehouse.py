@@ -274,16 +274,17 @@ class Warehouse:
                     connection.execute(ducklake.CONNECTION_SETTINGS)
                     opened = attempt.pop_all()
                 break
-            except duckdb.BinderException as exc:
-                # DuckDB 1.4+: another DuckDB instance of this process has the file (a writer's
-                # while this is a reader, or one closing in another thread at this moment)
-                if "unique file handle conflict" not in str(exc).lower() \
-                        or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
-                continue
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
+            except duckdb.Error as exc:
+                text = str(exc).lower()
+                if "unique file handle conflict" in text:
+                    # another DuckDB instance of this process has the file (a writer's while this
+                    # is a reader, or one closing in another thread at this moment); DuckDB 1.x
+                    # raises a BinderException, 2.x a ResourceInUseException
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.01)
+                    continue
+                if not isinstance(exc, duckdb.IOException) or "lock" not in text:
                     raise
                 if not waited:
                     progress.info(f"waiting for the warehouse {self.path}: another refresh or "
