@@ -24,7 +24,9 @@ from ei_assets.warehouse.ducklake import literal
 __all__ = ["CATALOG", "WRITE_ROW_GROUP_SIZE", "connection"]
 
 CATALOG = "ei"  # the file's name in a writer's DuckDB, as `duckdb.connect` names ei.duckdb
-WRITE_ROW_GROUP_SIZE = 16_384
+# Smaller row groups cost more to write for a long table (predictions); larger ones leave a typical
+# load's score grids to the checkpoint (docs/performance.md).
+WRITE_ROW_GROUP_SIZE = 32_768
 
 
 class _Writers:
