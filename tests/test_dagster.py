@@ -18,6 +18,7 @@ from ei_assets.dagster.resources import DataDirResource, ResultSink, StudioResou
 from ei_assets.dagster.run import RunOutcome, run_refresh
 from ei_assets.definitions import build_definitions
 from ei_assets.pipeline.data_dir import DataDir
+from ei_assets.schema import PUBLIC_VIEWS, WAREHOUSE_TABLES
 from ei_assets.simulator import FaultPlan, Simulator, WorldConfig
 
 
@@ -116,6 +117,26 @@ def test_refresh_job_fills_everything_and_reports_each_block(
     history = materializations(instance, "learn_block_metadata", "100001-7")
     assert [m.metadata["changed"].value for m in history] == [False, True]  # newest first
     assert data.warehouse.query("SELECT count(*) AS n FROM snapshots").to_pylist() == [{"n": 8}]
+
+
+def test_schema_change_checks_run_where_the_instance_keeps_runs(
+    sim: Simulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """They compare an asset's last two materializations: a kept instance runs them (the UI shows
+    each), a throwaway one (`ei-assets refresh` without DAGSTER_HOME) never holds two and skips
+    them; the warehouse's own checks run in both."""
+    def evaluations(on: dg.DagsterInstance, run_id: str) -> list[str]:
+        return [record.dagster_event.event_specific_data.check_name  # type: ignore[union-attr]
+                for record in on.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+
+    kept = evaluations(instance, run_refresh(resources(sim, tmp_path / "kept"), instance).run_id)
+    assert kept.count("column_schema_change") == len(WAREHOUSE_TABLES) + len(PUBLIC_VIEWS)
+    with dg.DagsterInstance.ephemeral() as throwaway:
+        outcome = run_refresh(resources(sim, tmp_path / "throwaway"), throwaway)
+        assert outcome.success, outcome.step_errors
+        skipped = evaluations(throwaway, outcome.run_id)
+    assert "column_schema_change" not in skipped
+    assert sorted(skipped) == sorted(name for name in kept if name != "column_schema_change")
 
 
 def test_a_failing_block_is_reported_and_the_others_are_saved(

@@ -57,15 +57,17 @@ def build_defs(
 
 
 def instance_definitions(names: InstanceNames, resources: Mapping[str, Any],
-                         automation: AutomationMode) -> dg.Definitions:
+                         automation: AutomationMode, *, schema_change_checks: bool = True
+                         ) -> dg.Definitions:
     """The definitions of the instance `names` over `resources` by role (`studio`, `data_dir`,
-    and optionally `result_sink`, where a caller collects the run's results)."""
+    and optionally `result_sink`, where a caller collects the run's results); the column schema
+    change checks unless `schema_change_checks` is False."""
     assets = build_assets(names)
     jobs = build_automation(assets, automation)
     by_role = {"result_sink": ResultSink(), **resources}
     return dg.Definitions(
         assets=assets.all,
-        asset_checks=build_checks(names),
+        asset_checks=build_checks(names, schema_changes=schema_change_checks),
         jobs=[jobs.job],
         schedules=jobs.schedules,
         sensors=jobs.sensors,

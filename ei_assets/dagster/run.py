@@ -104,7 +104,10 @@ def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
     the core's report."""
     sink = ResultSink()
     names = InstanceNames()  # the packaged code location's instance
-    definitions = instance_definitions(names, {**resources, "result_sink": sink}, "stopped")
+    # A schema change check compares an asset's last two materializations: a throwaway instance
+    # never holds two, so there they could only pass, at a step and an event per asset.
+    definitions = instance_definitions(names, {**resources, "result_sink": sink}, "stopped",
+                                       schema_change_checks=not instance.is_ephemeral)
     job = definitions.resolve_job_def(names.refresh_job)
     run_config: dict[str, Any] = {**({} if verbose else QUIET_RUN_CONFIG),
                                   **refresh_run_config(names, blocks or [], projects or [], full)}

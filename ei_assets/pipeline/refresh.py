@@ -161,9 +161,31 @@ def refresh(
     if projects:
         found = _only_projects(found, set(projects))
     seen_at = datetime.now(UTC)
+    # What the fetch does not need (the discoveries log, the target constraints) is written
+    # beside it: a first conversion to Arrow imports pandas, which would otherwise delay the
+    # first request as long as the requests before it take.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ei-discovery") as beside:
+        constraints = beside.submit(_log_discovery, client, found, store, seen_at, max_workers)
+        result = _refresh_found(client, found, store, seen_at, only=only, max_workers=max_workers,
+                                on_block=on_block, verify_every=verify_every, full=full,
+                                warehouse=warehouse)
+    return dataclasses.replace(result, constraint_errors=constraints.result())
+
+
+def _log_discovery(client: StudioClient, found: Discovery, store: DataStore, seen_at: datetime,
+                   max_workers: int) -> list[str]:
+    """The discoveries log and every project's target constraints; returns the projects whose
+    constraints could not be read, named."""
     if found.blocks:
         store.raw.append_log("discoveries", discoveries_table(found.blocks, seen_at))
-    constraint_errors = fetch_target_constraints(client, found, store, seen_at, max_workers)
+    return fetch_target_constraints(client, found, store, seen_at, max_workers)
+
+
+def _refresh_found(client: StudioClient, found: Discovery, store: DataStore, seen_at: datetime, *,
+                   only: Collection[str], max_workers: int, on_block: OnBlock | None,
+                   verify_every: timedelta, full: bool, warehouse: Warehouse | None
+                   ) -> RefreshResult:
+    """The blocks of `found` that changed (or those asked for), fetched and stored."""
     dates, signal_errors = fetch_modification_dates(client, found, max_workers)
     by_project = {p: [b for b in found.blocks if b.project_id == p] for p in found.keys_by_project}
     states = {p: read_state(store.raw, p) for p in by_project}
@@ -185,7 +207,7 @@ def refresh(
     missed = _keep_states(store, by_project, skipped, dates, states, reports, seen_at)
     return RefreshResult(found, sorted([*reports, *not_modified, *missing],
                                        key=lambda r: (r.block.project_id, r.block.learn_id)),
-                         constraint_errors, skipped, signal_errors, missed, loaded)
+                         [], skipped, signal_errors, missed, loaded)
 
 
 def fetch_modification_dates(client: StudioClient, found: Discovery, max_workers: int
