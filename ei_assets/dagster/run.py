@@ -105,7 +105,7 @@ def run_refresh(resources: Mapping[str, Any], instance: dg.DagsterInstance,
     sink = ResultSink()
     names = InstanceNames()  # the packaged code location's instance
     # A schema change check compares an asset's last two materializations: a throwaway instance
-    # never holds two, so there they could only pass, at a step and an event per asset.
+    # never holds two, so there they could only pass, at the cost of a step and two events each.
     definitions = instance_definitions(names, {**resources, "result_sink": sink}, "stopped",
                                        schema_change_checks=not instance.is_ephemeral)
     job = definitions.resolve_job_def(names.refresh_job)

@@ -162,8 +162,8 @@ def refresh(
         found = _only_projects(found, set(projects))
     seen_at = datetime.now(UTC)
     # What the fetch does not need (the discoveries log, the target constraints) is written
-    # beside it: a first conversion to Arrow imports pandas, which would otherwise delay the
-    # first request as long as the requests before it take.
+    # beside it, so the first metadata request waits neither for those requests nor for pandas,
+    # which pyarrow imports at its first conversion of Python values.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ei-discovery") as beside:
         constraints = beside.submit(_log_discovery, client, found, store, seen_at, max_workers)
         result = _refresh_found(client, found, store, seen_at, only=only, max_workers=max_workers,
